@@ -1,0 +1,1 @@
+//! socketfleet end-to-end harness (being built).

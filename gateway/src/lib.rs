@@ -1,0 +1,1 @@
+//! socketfleet gateway (being built).

@@ -1,0 +1,1 @@
+//! socketfleet operator (being built).
