@@ -3,7 +3,22 @@
 //! - [`config`]: flags and `SOCKETFLEET_*` environment, shared with the operator.
 //! - [`namespace`]: the naming rule for namespace paths, shared with the CRD.
 //! - [`status`]: the adapter's health and metrics as `/readyz` and `/metrics` see them.
+//! - [`server`]: startup, the adapter choice, serving both ports and the drain on shutdown.
+//! - [`connection`]: TCP connections on the socket port, the per-pod limit checked before the
+//!   websocket upgrade, the payload cap on websocket frames, and closing connections in a drain.
+//! - [`events`]: auth at connect and the `join`, `leave` and `publish` client events.
+//! - [`auth`]: JWT verification and the rooms a token grants.
+//! - [`user_limit`]: the per-user connection limit counted in Redis.
+//! - [`admin`]: `/livez`, `/readyz`, `/metrics` and the publish API on the admin port.
+//! - [`metrics`]: counters and gauges in the Prometheus text format.
 
+pub mod admin;
+pub mod auth;
 pub mod config;
+pub mod connection;
+pub mod events;
+pub mod metrics;
 pub mod namespace;
+pub mod server;
 pub mod status;
+pub mod user_limit;

@@ -1,0 +1,414 @@
+//! The Redis connection of the adapter: Redis Cluster with sharded pub/sub, or one standalone server
+//! with plain pub/sub, behind the same calls.
+
+use std::{sync::Arc, time::Duration};
+
+use redis::{
+    AsyncConnectionConfig, Client, ProtocolVersion, PushInfo, PushKind, RedisResult, Value,
+    aio::{AsyncPushSender, MultiplexedConnection, SendError},
+    cluster::ClusterClientBuilder,
+    cluster_async::ClusterConnection,
+    cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr},
+};
+use tokio::sync::{Mutex, mpsc};
+
+use super::{Error, metrics::Metrics};
+
+/// Kind of Redis deployment behind the URLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topology {
+    /// Redis Cluster: SSUBSCRIBE, SPUBLISH and PUBSUB SHARDNUMSUB.
+    Cluster,
+    /// One server: SUBSCRIBE, PUBLISH and PUBSUB NUMSUB.
+    Standalone,
+}
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// `redis://` or `rediss://` URLs; for a cluster any subset of the nodes.
+    pub urls: Vec<String>,
+    /// Kind of deployment.
+    pub topology: Topology,
+    /// ACL user name, if not given in the URL.
+    pub username: Option<String>,
+    /// Password, if not given in the URL.
+    pub password: Option<String>,
+}
+
+/// A push from Redis as the dispatcher sees it.
+#[derive(Debug)]
+pub enum Incoming {
+    /// A message on a subscribed channel.
+    Message { channel: String, payload: Vec<u8> },
+    /// The server ended a subscription (a slot moved, or a reply to our own unsubscribe).
+    Unsubscribed { channel: String },
+    /// A connection to a node closed; its subscriptions are gone.
+    Disconnected,
+}
+
+/// The bounded queue between the Redis connections and the dispatcher.
+///
+/// Redis calls the sender from its read loop, which must not block, so a full queue drops the
+/// message; the drop is counted as `queue_full` and turns readiness false for a while (see
+/// [`Metrics::record_queue_full`]).
+struct PushQueue {
+    tx: mpsc::Sender<Incoming>,
+    metrics: Arc<Metrics>,
+}
+
+impl AsyncPushSender for PushQueue {
+    fn send(&self, info: PushInfo) -> Result<(), SendError> {
+        let Some(incoming) = to_incoming(info) else {
+            return Ok(());
+        };
+        let is_message = matches!(incoming, Incoming::Message { .. });
+        match self.tx.try_send(incoming) {
+            Ok(()) => {
+                self.metrics.queue_depth_add(1);
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(dropped)) => {
+                if is_message {
+                    self.metrics.record_queue_full();
+                } else {
+                    // A lost control push would hide a lost subscription, so treat it like one.
+                    self.metrics.record_queue_full();
+                    tracing::warn!(push = ?dropped, "adapter queue full, dropped a subscription push");
+                }
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError),
+        }
+    }
+}
+
+fn to_incoming(info: PushInfo) -> Option<Incoming> {
+    let mut data = info.data.into_iter();
+    match info.kind {
+        PushKind::Message | PushKind::SMessage => {
+            let channel = value_to_string(data.next()?)?;
+            let payload = match data.next()? {
+                Value::BulkString(bytes) => bytes,
+                other => {
+                    tracing::warn!(?other, "pub/sub message without a bulk string payload");
+                    return None;
+                }
+            };
+            Some(Incoming::Message { channel, payload })
+        }
+        PushKind::Unsubscribe | PushKind::SUnsubscribe => {
+            let channel = value_to_string(data.next()?)?;
+            Some(Incoming::Unsubscribed { channel })
+        }
+        PushKind::Disconnection => Some(Incoming::Disconnected),
+        _ => None,
+    }
+}
+
+fn value_to_string(value: Value) -> Option<String> {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8(bytes).ok(),
+        Value::SimpleString(text) => Some(text),
+        _ => None,
+    }
+}
+
+/// A connection to Redis that subscribes, publishes and counts subscribers.
+pub enum Driver {
+    /// Redis Cluster through redis-rs' cluster connection (one multiplexed connection per node).
+    Cluster(ClusterConnection),
+    /// One server; the connection is replaced after it breaks.
+    Standalone(Standalone),
+}
+
+/// The standalone connection and what is needed to open it again.
+pub struct Standalone {
+    client: Client,
+    config: AsyncConnectionConfig,
+    connection: Mutex<Option<MultiplexedConnection>>,
+}
+
+/// Subscription count of one connection, as the health check compares it.
+#[derive(Debug)]
+pub struct NodeSubscriptions {
+    /// First slot the node serves (cluster), used to route to it; `None` for standalone.
+    pub slot_ranges: Vec<(u16, u16)>,
+    /// Channel subscriptions the server has for this pod's connection (`ssub` or `sub`).
+    pub subscribed: Option<usize>,
+}
+
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+impl Driver {
+    /// Connects and returns the driver and the receiver of the pushes.
+    pub async fn connect(
+        options: &ConnectOptions,
+        queue_capacity: usize,
+        metrics: Arc<Metrics>,
+    ) -> Result<(Self, mpsc::Receiver<Incoming>), Error> {
+        let (tx, rx) = mpsc::channel(queue_capacity);
+        let queue = PushQueue { tx, metrics };
+        let driver = match options.topology {
+            Topology::Cluster => {
+                let mut builder = ClusterClientBuilder::new(options.urls.clone())
+                    .use_protocol(ProtocolVersion::RESP3)
+                    .push_sender(queue)
+                    .connection_timeout(CONNECTION_TIMEOUT)
+                    .response_timeout(RESPONSE_TIMEOUT);
+                if let Some(username) = &options.username {
+                    builder = builder.username(username);
+                }
+                if let Some(password) = &options.password {
+                    builder = builder.password(password);
+                }
+                let client = builder.build()?;
+                Self::Cluster(client.get_async_connection().await?)
+            }
+            Topology::Standalone => {
+                let url = options.urls.first().ok_or(Error::MissingUrl)?;
+                let mut info: redis::ConnectionInfo = url.as_str().parse()?;
+                let mut redis_settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
+                if let Some(username) = &options.username {
+                    redis_settings = redis_settings.set_username(username);
+                }
+                if let Some(password) = &options.password {
+                    redis_settings = redis_settings.set_password(password);
+                }
+                info = info.set_redis_settings(redis_settings);
+                let client = Client::open(info)?;
+                let config = AsyncConnectionConfig::new()
+                    .set_push_sender(queue)
+                    .set_connection_timeout(Some(CONNECTION_TIMEOUT))
+                    .set_response_timeout(Some(RESPONSE_TIMEOUT));
+                let connection = client.get_multiplexed_async_connection_with_config(&config).await?;
+                Self::Standalone(Standalone { client, config, connection: Mutex::new(Some(connection)) })
+            }
+        };
+        Ok((driver, rx))
+    }
+
+    /// Which kind of deployment this is.
+    pub fn topology(&self) -> Topology {
+        match self {
+            Self::Cluster(_) => Topology::Cluster,
+            Self::Standalone(_) => Topology::Standalone,
+        }
+    }
+
+    /// Subscribes to one channel and returns once the server confirmed it.
+    ///
+    /// Always one channel per command: Redis rejects an SSUBSCRIBE whose channels hash to
+    /// different slots (CROSSSLOT).
+    pub async fn subscribe(&self, channel: &str) -> RedisResult<()> {
+        match self {
+            Self::Cluster(connection) => connection.clone().ssubscribe(channel).await,
+            Self::Standalone(standalone) => {
+                let mut connection = standalone.connection().await?;
+                let result = connection.subscribe(channel).await;
+                standalone.forget_if_broken(&result).await;
+                result
+            }
+        }
+    }
+
+    /// Unsubscribes from one channel.
+    pub async fn unsubscribe(&self, channel: &str) -> RedisResult<()> {
+        match self {
+            Self::Cluster(connection) => connection.clone().sunsubscribe(channel).await,
+            Self::Standalone(standalone) => {
+                let mut connection = standalone.connection().await?;
+                let result = connection.unsubscribe(channel).await;
+                standalone.forget_if_broken(&result).await;
+                result
+            }
+        }
+    }
+
+    /// Publishes `payload` and returns how many subscriber connections received it.
+    ///
+    /// In a cluster SPUBLISH counts the subscribers of the shard's primary, where this adapter
+    /// subscribes, so the count equals PUBSUB SHARDNUMSUB at the moment of publishing.
+    pub async fn publish(&self, channel: &str, payload: &[u8]) -> RedisResult<usize> {
+        match self {
+            Self::Cluster(connection) => {
+                redis::cmd("SPUBLISH").arg(channel).arg(payload).query_async(&mut connection.clone()).await
+            }
+            Self::Standalone(standalone) => {
+                let mut connection = standalone.connection().await?;
+                let result = redis::cmd("PUBLISH").arg(channel).arg(payload).query_async(&mut connection).await;
+                standalone.forget_if_broken(&result).await;
+                result
+            }
+        }
+    }
+
+    /// Returns how many connections subscribe to `channel` (PUBSUB SHARDNUMSUB or NUMSUB).
+    pub async fn subscriber_count(&self, channel: &str) -> RedisResult<usize> {
+        let counts: Vec<(String, usize)> = match self {
+            Self::Cluster(connection) => {
+                redis::cmd("PUBSUB")
+                    .arg("SHARDNUMSUB")
+                    .arg(channel)
+                    .query_async(&mut connection.clone())
+                    .await?
+            }
+            Self::Standalone(standalone) => {
+                let mut connection = standalone.connection().await?;
+                let result = redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query_async(&mut connection).await;
+                standalone.forget_if_broken(&result).await;
+                result?
+            }
+        };
+        Ok(counts.into_iter().map(|(_, count)| count).sum())
+    }
+
+    /// Reads, per primary, how many channels this pod's connection subscribes to there.
+    ///
+    /// A primary that does not answer is listed with `subscribed: None`.
+    pub async fn node_subscriptions(&self) -> RedisResult<Vec<NodeSubscriptions>> {
+        match self {
+            Self::Cluster(connection) => {
+                let mut connection = connection.clone();
+                let shards = primaries_with_slots(&mut connection).await?;
+                let mut nodes = Vec::with_capacity(shards.len());
+                for slot_ranges in shards {
+                    let first_slot = slot_ranges[0].0;
+                    let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
+                        first_slot,
+                        SlotAddr::Master,
+                    )));
+                    let info = connection.route_command(redis::cmd("CLIENT").arg("INFO").clone(), routing).await;
+                    let subscribed = match info {
+                        Ok(value) => client_info_field(&value, "ssub"),
+                        Err(err) => {
+                            tracing::warn!(first_slot, error = %err, "health check: CLIENT INFO failed on a primary");
+                            None
+                        }
+                    };
+                    nodes.push(NodeSubscriptions { slot_ranges, subscribed });
+                }
+                Ok(nodes)
+            }
+            Self::Standalone(standalone) => {
+                let mut connection = standalone.connection().await?;
+                let result: RedisResult<Value> = redis::cmd("CLIENT").arg("INFO").query_async(&mut connection).await;
+                standalone.forget_if_broken(&result).await;
+                let subscribed = client_info_field(&result?, "sub");
+                Ok(vec![NodeSubscriptions { slot_ranges: Vec::new(), subscribed }])
+            }
+        }
+    }
+}
+
+impl Standalone {
+    async fn connection(&self) -> RedisResult<MultiplexedConnection> {
+        let mut slot = self.connection.lock().await;
+        if let Some(connection) = slot.as_ref() {
+            return Ok(connection.clone());
+        }
+        let connection = self.client.get_multiplexed_async_connection_with_config(&self.config).await?;
+        tracing::info!("reconnected to standalone redis");
+        *slot = Some(connection.clone());
+        Ok(connection)
+    }
+
+    /// Drops a connection that failed with an I/O error, so the next call opens a new one.
+    async fn forget_if_broken<T>(&self, result: &RedisResult<T>) {
+        if let Err(err) = result
+            && (err.is_io_error() || err.is_connection_dropped() || err.is_unrecoverable_error())
+        {
+            self.connection.lock().await.take();
+        }
+    }
+}
+
+/// Reads CLUSTER SLOTS and returns the slot ranges of each primary.
+async fn primaries_with_slots(connection: &mut ClusterConnection) -> RedisResult<Vec<Vec<(u16, u16)>>> {
+    let value: Value = redis::cmd("CLUSTER").arg("SLOTS").query_async(connection).await?;
+    let mut by_primary: Vec<(String, Vec<(u16, u16)>)> = Vec::new();
+    let Value::Array(entries) = value else {
+        return Ok(Vec::new());
+    };
+    for entry in entries {
+        let Value::Array(fields) = entry else { continue };
+        let (Some(Value::Int(start)), Some(Value::Int(end)), Some(Value::Array(primary))) =
+            (fields.first(), fields.get(1), fields.get(2))
+        else {
+            continue;
+        };
+        let address = match (primary.first(), primary.get(1)) {
+            (Some(host), Some(Value::Int(port))) => format!("{}:{port}", value_text(host)),
+            _ => continue,
+        };
+        let range = (*start as u16, *end as u16);
+        match by_primary.iter_mut().find(|(known, _)| *known == address) {
+            Some((_, ranges)) => ranges.push(range),
+            None => by_primary.push((address, vec![range])),
+        }
+    }
+    Ok(by_primary.into_iter().map(|(_, ranges)| ranges).collect())
+}
+
+fn value_text(value: &Value) -> String {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        Value::SimpleString(text) | Value::VerbatimString { text, .. } => text.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Reads `field=N` from a CLIENT INFO reply.
+fn client_info_field(value: &Value, field: &str) -> Option<usize> {
+    let text = value_text(value);
+    text.split_whitespace()
+        .find_map(|pair| pair.strip_prefix(field)?.strip_prefix('='))
+        .and_then(|count| count.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_info_field_reads_counts() {
+        let info = Value::VerbatimString {
+            format: redis::VerbatimFormat::Text,
+            text: "id=10 addr=127.0.0.1:1 sub=2 psub=0 ssub=7 multi=-1\n".into(),
+        };
+        assert_eq!(client_info_field(&info, "ssub"), Some(7));
+        assert_eq!(client_info_field(&info, "sub"), Some(2));
+        assert_eq!(client_info_field(&info, "missing"), None);
+    }
+
+    #[test]
+    fn pushes_map_to_incoming() {
+        let message = PushInfo {
+            kind: PushKind::SMessage,
+            data: vec![Value::BulkString(b"chan".to_vec()), Value::BulkString(vec![1, 2])],
+        };
+        match to_incoming(message) {
+            Some(Incoming::Message { channel, payload }) => {
+                assert_eq!(channel, "chan");
+                assert_eq!(payload, vec![1, 2]);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+
+        let unsubscribe = PushInfo {
+            kind: PushKind::SUnsubscribe,
+            data: vec![Value::BulkString(b"chan".to_vec()), Value::Int(0)],
+        };
+        assert!(matches!(to_incoming(unsubscribe), Some(Incoming::Unsubscribed { channel }) if channel == "chan"));
+
+        let gone = PushInfo { kind: PushKind::Disconnection, data: vec![] };
+        assert!(matches!(to_incoming(gone), Some(Incoming::Disconnected)));
+
+        let confirmation = PushInfo {
+            kind: PushKind::SSubscribe,
+            data: vec![Value::BulkString(b"chan".to_vec()), Value::Int(1)],
+        };
+        assert!(to_incoming(confirmation).is_none());
+    }
+}

@@ -1,0 +1,386 @@
+//! Client connections on the socket port: counting, the per-pod limit checked before the
+//! websocket upgrade, the payload cap on websocket frames, and closing connections during a drain.
+//!
+//! Every accepted TCP connection is wrapped in a [`TrackedStream`], which counts it while it is
+//! open and watches the client's websocket frames once the HTTP upgrade has been answered.
+//! The per-pod limit counts these TCP connections: with the websocket transport one client is one
+//! connection, with long-polling a client may hold two.
+
+mod frames;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use futures::task::AtomicWaker;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+
+pub use frames::{CLOSE_GOING_AWAY, CLOSE_MESSAGE_TOO_BIG, FrameInspector, Inspection, client_close_frame};
+
+use crate::metrics::{Metrics, RejectReason};
+
+/// Seconds a rejected client is told to wait before retrying.
+const RETRY_AFTER_SECONDS: u64 = 5;
+
+const CLOSE_NONE: u8 = 0;
+const CLOSE_GOING_AWAY_REQUESTED: u8 = 1;
+
+/// Open connections on the socket port and the per-pod limit.
+pub struct Connections {
+    max: usize,
+    ready_below: usize,
+    max_message_len: u64,
+    open: AtomicUsize,
+    at_capacity: AtomicBool,
+    draining: AtomicBool,
+    next_id: AtomicU64,
+    handles: Mutex<HashMap<u64, Arc<ConnectionShared>>>,
+    metrics: Arc<Metrics>,
+}
+
+/// State one connection shares with the registry.
+struct ConnectionShared {
+    close_request: AtomicU8,
+    waker: AtomicWaker,
+}
+
+impl Connections {
+    pub fn new(max: u32, ready_below: u32, max_message_len: u64, metrics: Arc<Metrics>) -> Arc<Connections> {
+        Arc::new(Connections {
+            max: max as usize,
+            ready_below: ready_below as usize,
+            max_message_len,
+            open: AtomicUsize::new(0),
+            at_capacity: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            next_id: AtomicU64::new(0),
+            handles: Mutex::new(HashMap::new()),
+            metrics,
+        })
+    }
+
+    /// Number of open TCP connections on the socket port.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    /// Whether the pod is full: set at the limit and cleared only below the low-water mark, so
+    /// readiness does not flap around the limit.
+    pub fn at_capacity(&self) -> bool {
+        self.at_capacity.load(Ordering::SeqCst)
+    }
+
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Stops admitting new clients; existing connections stay until [`Connections::close_batch`].
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Asks up to `count` open connections to close, websocket ones with close code 1001 so
+    /// clients reconnect elsewhere. Returns how many were asked.
+    pub fn close_batch(&self, count: usize) -> usize {
+        let handles = self.handles.lock().expect("connection registry lock");
+        let mut asked = 0;
+        for shared in handles.values() {
+            if asked == count {
+                break;
+            }
+            let previous = shared.close_request.swap(CLOSE_GOING_AWAY_REQUESTED, Ordering::SeqCst);
+            if previous == CLOSE_NONE {
+                shared.waker.wake();
+                asked += 1;
+            }
+        }
+        asked
+    }
+
+    fn register(self: &Arc<Self>) -> (u64, Arc<ConnectionShared>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let shared = Arc::new(ConnectionShared {
+            close_request: AtomicU8::new(CLOSE_NONE),
+            waker: AtomicWaker::new(),
+        });
+        self.handles.lock().expect("connection registry lock").insert(id, shared.clone());
+        let open = self.open.fetch_add(1, Ordering::SeqCst) + 1;
+        self.update_capacity(open);
+        (id, shared)
+    }
+
+    fn unregister(&self, id: u64) {
+        self.handles.lock().expect("connection registry lock").remove(&id);
+        let open = self.open.fetch_sub(1, Ordering::SeqCst) - 1;
+        self.update_capacity(open);
+    }
+
+    fn update_capacity(&self, open: usize) {
+        if open >= self.max {
+            self.at_capacity.store(true, Ordering::SeqCst);
+        } else if open < self.ready_below {
+            self.at_capacity.store(false, Ordering::SeqCst);
+        }
+        self.metrics.set_open_connections(open);
+    }
+
+    /// Why a new client must be turned away, if it must. The connection making the request is
+    /// already counted, so the pod is over its limit when more than `max` are open.
+    fn admission(&self) -> Option<RejectReason> {
+        if self.draining() {
+            Some(RejectReason::Draining)
+        } else if self.open() > self.max {
+            Some(RejectReason::AtCapacity)
+        } else {
+            None
+        }
+    }
+}
+
+/// Axum middleware on the socket port: answers a new Engine.IO handshake with HTTP 503 and
+/// Retry-After when the pod is full or draining, before any upgrade or session is created.
+/// Requests that carry a `sid` belong to an admitted session and always pass.
+pub async fn admit(connections: Arc<Connections>, request: Request, next: Next) -> Response {
+    if is_new_session(&request) {
+        if let Some(reason) = connections.admission() {
+            connections.metrics.count_rejected(reason);
+            tracing::debug!(reason = reason.as_str(), open = connections.open(), "rejected new connection");
+            return rejection_response(reason);
+        }
+    }
+    next.run(request).await
+}
+
+fn is_new_session(request: &Request) -> bool {
+    let query = request.uri().query().unwrap_or("");
+    !query.split('&').any(|pair| pair.starts_with("sid="))
+}
+
+fn rejection_response(reason: RejectReason) -> Response {
+    let message = match reason {
+        RejectReason::Draining => "server is shutting down; retry to reach another server",
+        RejectReason::AtCapacity => "server is at its connection limit; retry to reach another server",
+        _ => "connection rejected",
+    };
+    let body = serde_json::json!({ "error": message, "reason": reason.as_str() });
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+    response
+}
+
+/// Accepts TCP connections and wraps each in a [`TrackedStream`].
+pub struct TrackedListener {
+    listener: TcpListener,
+    connections: Arc<Connections>,
+}
+
+impl TrackedListener {
+    pub fn new(listener: TcpListener, connections: Arc<Connections>) -> TrackedListener {
+        TrackedListener { listener, connections }
+    }
+}
+
+impl axum::serve::Listener for TrackedListener {
+    type Io = TrackedStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (TrackedStream, SocketAddr) {
+        loop {
+            match self.listener.accept().await {
+                Ok((stream, address)) => {
+                    if let Err(err) = stream.set_nodelay(true) {
+                        tracing::debug!(error = %err, "failed to set TCP_NODELAY");
+                    }
+                    return (TrackedStream::new(stream, self.connections.clone()), address);
+                }
+                Err(err) => {
+                    // Running out of file descriptors is the usual cause; waiting lets closing
+                    // connections free some instead of spinning.
+                    tracing::warn!(error = %err, "failed to accept connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+}
+
+/// A client TCP connection, counted while open.
+///
+/// After the server answers `101 Switching Protocols`, reads pass through a [`FrameInspector`]:
+/// a message over the payload cap is cut off at its frame header and replaced by a client close
+/// frame with code 1009, which the websocket layer echoes to the client before closing. A drain
+/// inserts a close frame with code 1001 the same way, at a frame boundary.
+pub struct TrackedStream {
+    stream: TcpStream,
+    id: u64,
+    shared: Arc<ConnectionShared>,
+    connections: Arc<Connections>,
+    inspector: Option<Box<FrameInspector>>,
+    carry: [u8; frames::MAX_HEADER_LEN],
+    carry_len: usize,
+    synthetic: Option<Box<(Vec<u8>, usize)>>,
+    finished: bool,
+}
+
+impl TrackedStream {
+    fn new(stream: TcpStream, connections: Arc<Connections>) -> TrackedStream {
+        let (id, shared) = connections.register();
+        TrackedStream {
+            stream,
+            id,
+            shared,
+            connections,
+            inspector: None,
+            carry: [0; frames::MAX_HEADER_LEN],
+            carry_len: 0,
+            synthetic: None,
+            finished: false,
+        }
+    }
+
+    /// Replaces the rest of the client's stream with a close frame, then end of stream.
+    fn end_with_close(&mut self, code: u16, reason: &str) {
+        self.synthetic = Some(Box::new((client_close_frame(code, reason), 0)));
+        self.carry_len = 0;
+    }
+
+    fn poll_synthetic(&mut self, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if let Some(synthetic) = self.synthetic.as_mut() {
+            let (frame, sent) = &mut **synthetic;
+            let count = buf.remaining().min(frame.len() - *sent);
+            buf.put_slice(&frame[*sent..*sent + count]);
+            *sent += count;
+            if *sent == frame.len() {
+                self.synthetic = None;
+                self.finished = true;
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for TrackedStream {
+    fn drop(&mut self) {
+        self.connections.unregister(self.id);
+    }
+}
+
+impl AsyncRead for TrackedStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.synthetic.is_some() || this.finished {
+            return this.poll_synthetic(buf);
+        }
+
+        this.shared.waker.register(cx.waker());
+        if this.shared.close_request.load(Ordering::SeqCst) == CLOSE_GOING_AWAY_REQUESTED {
+            match this.inspector.as_deref() {
+                Some(inspector) if inspector.at_frame_boundary() && this.carry_len == 0 => {
+                    this.end_with_close(CLOSE_GOING_AWAY, "server is shutting down");
+                    return this.poll_synthetic(buf);
+                }
+                // NOTE: a connection in the middle of a frame, or not upgraded (HTTP and
+                // long-polling), is closed without a close frame; clients see a transport error
+                // and reconnect all the same.
+                _ => {
+                    this.finished = true;
+                    return Poll::Ready(Ok(()));
+                }
+            }
+        }
+
+        let Some(inspector) = this.inspector.as_deref_mut() else {
+            return Pin::new(&mut this.stream).poll_read(cx, buf);
+        };
+
+        // A partial frame header held back by the previous read goes first, so the inspector
+        // sees the whole header before any of it reaches the websocket layer.
+        debug_assert!(buf.remaining() > frames::MAX_HEADER_LEN, "read buffer too small to inspect frames");
+        let start = buf.filled().len();
+        loop {
+            buf.put_slice(&this.carry[..this.carry_len]);
+            let before = buf.filled().len();
+            match Pin::new(&mut this.stream).poll_read(cx, buf) {
+                Poll::Ready(Ok(())) => {}
+                other => {
+                    // The held-back bytes stay in `carry` until a read succeeds.
+                    buf.set_filled(start);
+                    return other;
+                }
+            }
+            if buf.filled().len() == before {
+                // End of stream; a partial header left at the end is dropped.
+                buf.set_filled(start);
+                this.carry_len = 0;
+                return Poll::Ready(Ok(()));
+            }
+            this.carry_len = 0;
+
+            let new_bytes = &buf.filled()[start..];
+            match inspector.inspect(new_bytes) {
+                Inspection::Pass { partial_header_at } => {
+                    let held = new_bytes.len() - partial_header_at;
+                    if held > 0 {
+                        this.carry[..held].copy_from_slice(&new_bytes[partial_header_at..]);
+                        this.carry_len = held;
+                        inspector.forget_partial_header();
+                        buf.set_filled(start + partial_header_at);
+                    }
+                    if buf.filled().len() > start {
+                        return Poll::Ready(Ok(()));
+                    }
+                    // Only part of a header has arrived; read again for the rest.
+                }
+                Inspection::TooLarge { header_at, message_len } => {
+                    tracing::debug!(message_len, max = this.connections.max_message_len, "websocket message over the payload cap");
+                    this.connections.metrics.count_rejected(RejectReason::PayloadTooLarge);
+                    buf.set_filled(start + header_at);
+                    this.end_with_close(CLOSE_MESSAGE_TOO_BIG, "payload too large");
+                    if header_at > 0 {
+                        return Poll::Ready(Ok(()));
+                    }
+                    return this.poll_synthetic(buf);
+                }
+            }
+        }
+    }
+}
+
+impl AsyncWrite for TrackedStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let written = ready!(Pin::new(&mut this.stream).poll_write(cx, data))?;
+
+        // hyper writes the whole response head at once, so the status line starts the buffer.
+        // NOTE: bytes a client sends before it has read the 101 response reach the websocket
+        // layer uninspected; RFC 6455 forbids clients from sending frames that early.
+        if this.inspector.is_none() && data.starts_with(b"HTTP/1.1 101 ") {
+            this.inspector = Some(Box::new(FrameInspector::new(this.connections.max_message_len)));
+        }
+        Poll::Ready(Ok(written))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,221 @@
+//! Startup, serving and drain: binds both ports, picks the adapter, serves the namespaces and,
+//! on shutdown, spreads disconnects over the drain window before exiting.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use socketioxide::adapter::{Adapter, LocalAdapter};
+use socketioxide::{SocketIo, TransportType};
+use socketioxide_core::adapter::DefinedAdapter;
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{self, AdminState};
+use crate::auth::{AuthError, Verifier};
+use crate::config::{Config, ConfigError, Transport};
+use crate::connection::{Connections, TrackedListener, admit};
+use crate::events::{SocketContext, serve_namespace};
+use crate::metrics::Metrics;
+use crate::status::{AdapterStatus, LocalAdapterStatus};
+use crate::user_limit::{UserLimitError, UserLimiter};
+
+/// Interval between drain batches.
+const DRAIN_TICK: Duration = Duration::from_millis(100);
+/// Time left after the drain window for the last connections to close.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+/// Reasons the gateway fails to start or stops with an error.
+#[derive(Debug, Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    UserLimit(#[from] UserLimitError),
+    #[error("failed to bind {port_flag} on {address}: {source}")]
+    Bind { port_flag: &'static str, address: SocketAddr, source: std::io::Error },
+    #[error("namespace {namespace} failed to initialise in the adapter: {reason}")]
+    NamespaceInit { namespace: String, reason: String },
+    #[error("--redis-url is set but this build has no fleet adapter; unset --redis-url to run alone")]
+    FleetAdapterUnavailable,
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// An adapter the gateway can serve namespaces with: socketioxide's adapter trait plus a way to
+/// wait for a namespace's init result (the fleet adapter subscribes to Redis there).
+pub trait GatewayAdapter: Adapter + DefinedAdapter {
+    fn namespace_ready(init: Self::InitRes) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+}
+
+impl GatewayAdapter for LocalAdapter {
+    fn namespace_ready(_init: ()) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// Listening sockets, bound before the adapter starts so a busy port fails fast.
+pub struct Listeners {
+    pub socket: TcpListener,
+    pub admin: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(config: &Config) -> Result<Listeners, ServeError> {
+        let bind = |port: u16, port_flag: &'static str| async move {
+            let address = SocketAddr::new(config.bind_address, port);
+            TcpListener::bind(address).await.map_err(|source| ServeError::Bind { port_flag, address, source })
+        };
+        Ok(Listeners { socket: bind(config.port, "--port").await?, admin: bind(config.admin_port, "--admin-port").await? })
+    }
+}
+
+/// Runs the gateway until `shutdown` completes, then drains and returns.
+pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+    match &config.redis_url {
+        None => serve::<LocalAdapter>(config, listeners, (), Arc::new(LocalAdapterStatus), shutdown).await,
+        Some(_) => serve_with_fleet_adapter(config, listeners, shutdown).await,
+    }
+}
+
+/// The one place that builds the fleet adapter from the Redis flags and serves with it.
+async fn serve_with_fleet_adapter(
+    _config: Config,
+    _listeners: Listeners,
+    _shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    Err(ServeError::FleetAdapterUnavailable)
+}
+
+/// Serves every namespace with adapter `A` until `shutdown`, then drains.
+pub async fn serve<A: GatewayAdapter>(
+    config: Config,
+    listeners: Listeners,
+    adapter_state: A::State,
+    adapter_status: Arc<dyn AdapterStatus>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let metrics = Arc::new(Metrics::default());
+    let connections = Connections::new(
+        config.max_connections,
+        config.ready_below_connections(),
+        config.max_payload_bytes,
+        metrics.clone(),
+    );
+    let verifier = Verifier::from_config(&config)?.map(Arc::new);
+    let user_limiter = UserLimiter::from_config(&config).await?;
+    let context = Arc::new(SocketContext { metrics: metrics.clone(), verifier, user_limiter });
+
+    let (layer, io) = socket_io_builder::<A>(&config, adapter_state).build_layer();
+    for namespace in &config.namespaces {
+        let init = serve_namespace(&io, namespace.clone(), context.clone());
+        A::namespace_ready(init)
+            .await
+            .map_err(|reason| ServeError::NamespaceInit { namespace: namespace.clone(), reason })?;
+    }
+
+    let admin_state = Arc::new(AdminState {
+        io: io.clone(),
+        namespaces: config.namespaces.clone(),
+        publish_token: config.publish_token()?,
+        connections: connections.clone(),
+        metrics: metrics.clone(),
+        adapter_status,
+    });
+    let max_payload = usize::try_from(config.max_payload_bytes).unwrap_or(usize::MAX);
+    let admin_router = admin::router(admin_state, max_payload);
+    let socket_router = Router::new()
+        .layer(layer)
+        .layer(axum::middleware::from_fn({
+            let connections = connections.clone();
+            move |request, next| admit(connections.clone(), request, next)
+        }));
+
+    let stop_serving = CancellationToken::new();
+    let socket_address = listeners.socket.local_addr().map_err(ServeError::Serve)?;
+    let admin_address = listeners.admin.local_addr().map_err(ServeError::Serve)?;
+    let socket_server = tokio::spawn(
+        axum::serve(TrackedListener::new(listeners.socket, connections.clone()), socket_router)
+            .with_graceful_shutdown(stop_serving.clone().cancelled_owned())
+            .into_future(),
+    );
+    let admin_server = tokio::spawn(
+        axum::serve(listeners.admin, admin_router)
+            .with_graceful_shutdown(stop_serving.clone().cancelled_owned())
+            .into_future(),
+    );
+    tracing::info!(
+        socket = %socket_address,
+        admin = %admin_address,
+        namespaces = ?config.namespaces,
+        max_connections = config.max_connections,
+        auth = config.auth_key_file.is_some(),
+        "gateway started"
+    );
+
+    shutdown.await;
+    drain(&connections, Duration::from_secs(config.drain_seconds)).await;
+    io.close().await;
+    stop_serving.cancel();
+
+    for server in [socket_server, admin_server] {
+        match server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => return Err(ServeError::Serve(err)),
+            Err(err) => return Err(ServeError::Serve(std::io::Error::other(err))),
+        }
+    }
+    tracing::info!("gateway stopped");
+    Ok(())
+}
+
+fn socket_io_builder<A: Adapter>(config: &Config, adapter_state: A::State) -> socketioxide::SocketIoBuilder<A> {
+    let max_message = usize::try_from(config.max_payload_bytes).unwrap_or(usize::MAX);
+    let builder = SocketIo::builder()
+        .with_adapter::<A>(adapter_state)
+        .ping_interval(config.ping_interval)
+        .ping_timeout(config.ping_timeout)
+        .max_payload(config.max_payload_bytes)
+        // The connection layer rejects oversized websocket messages at their frame header with
+        // close code 1009; these limits are the websocket layer's own backstop.
+        .ws_max_message_size(max_message)
+        .ws_max_frame_size(max_message);
+    let websocket = config.transports.contains(&Transport::Websocket);
+    let polling = config.transports.contains(&Transport::Polling);
+    match (websocket, polling) {
+        (true, true) => builder.transports([TransportType::Polling, TransportType::Websocket]),
+        (false, true) => builder.transports([TransportType::Polling]),
+        _ => builder.transports([TransportType::Websocket]),
+    }
+}
+
+/// Marks the pod not ready, rejects new clients and closes open connections in batches spread
+/// over `window`, so clients reconnect to other pods at a bounded rate.
+pub async fn drain(connections: &Connections, window: Duration) {
+    connections.start_draining();
+    let total = connections.open();
+    tracing::info!(connections = total, window_seconds = window.as_secs(), "draining");
+
+    let ticks = (window.as_millis() / DRAIN_TICK.as_millis()).max(1) as usize;
+    let batch = total.div_ceil(ticks).max(1);
+    let started = tokio::time::Instant::now();
+    let mut interval = tokio::time::interval(DRAIN_TICK);
+    while connections.open() > 0 && started.elapsed() < window {
+        interval.tick().await;
+        connections.close_batch(batch);
+    }
+
+    // Whatever is left (for example a client that connected between batches) closes now.
+    connections.close_batch(usize::MAX);
+    let deadline = started + window + DRAIN_GRACE;
+    while connections.open() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(DRAIN_TICK).await;
+    }
+    tracing::info!(left_open = connections.open(), "drain finished");
+}
