@@ -447,7 +447,7 @@ impl<E: SocketEmitter> RedisAdapter<E> {
         let _ = self.publish(kind, &channel, &payload).await;
     }
 
-    fn live_peers(&self) -> Vec<Uid> {
+    pub(super) fn live_peers(&self) -> Vec<Uid> {
         let horizon = self.shared.config.heartbeat_interval * 3;
         let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
         peers.retain(|(_, seen)| seen.elapsed() < horizon);

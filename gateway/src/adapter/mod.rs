@@ -115,6 +115,7 @@ impl Default for AdapterConfig {
 trait NamespaceHandler: Send + Sync {
     fn on_message(self: Arc<Self>, kind: ChannelKind, channel: &str, payload: Vec<u8>);
     fn sweep(self: Arc<Self>) -> futures::future::BoxFuture<'static, ()>;
+    fn peers(&self) -> Vec<socketioxide_core::Uid>;
 }
 
 impl<E: socketioxide_core::adapter::SocketEmitter> NamespaceHandler for RedisAdapter<E> {
@@ -124,6 +125,10 @@ impl<E: socketioxide_core::adapter::SocketEmitter> NamespaceHandler for RedisAda
 
     fn sweep(self: Arc<Self>) -> futures::future::BoxFuture<'static, ()> {
         Box::pin(async move { RedisAdapter::sweep(&self).await })
+    }
+
+    fn peers(&self) -> Vec<socketioxide_core::Uid> {
+        self.live_peers()
     }
 }
 
@@ -196,6 +201,11 @@ impl RedisAdapterState {
     /// The latest requests that ended at the timeout with answers missing.
     pub fn partial_responses(&self) -> Vec<PartialResponse> {
         self.shared.partials.entries()
+    }
+
+    /// Other pods serving namespace `path` that were heard from within three heartbeat intervals.
+    pub fn peers(&self, path: &str) -> Vec<socketioxide_core::Uid> {
+        self.shared.handler(&channel::escape(path)).map(|handler| handler.peers()).unwrap_or_default()
     }
 
     /// Runs the room sweep of every namespace now (it also runs every heartbeat interval).

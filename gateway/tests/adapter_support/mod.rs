@@ -243,6 +243,11 @@ impl Pod {
     }
 
     pub async fn start_with(options: ConnectOptions, config: AdapterConfig) -> Self {
+        // RUST_LOG=socketfleet_gateway=debug shows the adapter's logs of a failing test.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let state = RedisAdapterState::connect(options, config).await.expect("connect the adapter to redis");
         let (layer, io) = SocketIo::builder().with_adapter::<Adapter>(state.clone()).build_layer();
         io.ns("/", on_connect).await.expect("namespace / ready");

@@ -27,7 +27,7 @@ function connect({ client, url }) {
       args.pop();
       last({ client, event });
     }
-    write({ type: "event", client, event, data: args.length > 1 ? args : args[0] });
+    write({ type: "event", client, event, at: Date.now(), data: args.length > 1 ? args : args[0] });
   });
 }
 
