@@ -151,6 +151,11 @@ pub struct Config {
     #[arg(long, env = "SOCKETFLEET_MAX_PAYLOAD_BYTES", default_value_t = 1_000_000)]
     pub max_payload_bytes: u64,
 
+    /// Time the binary attachments of one packet have to arrive once its header has; after it
+    /// the packet is dropped and the connection closed, so partial packets are never kept.
+    #[arg(long, env = "SOCKETFLEET_ATTACHMENT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub attachment_timeout: Duration,
+
     /// Transports clients may use. Websocket only by default: polling needs sticky sessions
     /// behind a load balancer, and the fleet runs without them.
     #[arg(
@@ -311,6 +316,9 @@ impl Config {
         if usize::try_from(self.max_payload_bytes).is_err() {
             return invalid("max-payload-bytes", "does not fit in memory addresses".into());
         }
+        if self.attachment_timeout.is_zero() {
+            return invalid("attachment-timeout", "must be greater than 0, e.g. 10s".into());
+        }
         if self.transports.is_empty() {
             return invalid("transport", "at least one transport is needed".into());
         }
@@ -372,6 +380,7 @@ impl Config {
             ("ping_interval", Some(format_duration(self.ping_interval))),
             ("ping_timeout", Some(format_duration(self.ping_timeout))),
             ("max_payload_bytes", Some(self.max_payload_bytes.to_string())),
+            ("attachment_timeout", Some(format_duration(self.attachment_timeout))),
             (
                 "transports",
                 Some(

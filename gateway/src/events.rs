@@ -8,16 +8,16 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use serde::Deserialize;
 use serde_json::{Value, json};
 use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
-use socketioxide::extract::{AckSender, SocketRef, TryData};
+use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::socket::DisconnectReason;
 
 use crate::auth::{Grants, Verifier};
 use crate::metrics::{Metrics, RejectReason, disconnect_label};
+use crate::payload::Payload;
 use crate::user_limit::UserLimiter;
 
 /// Maximum room name length in bytes.
@@ -45,17 +45,14 @@ struct SocketState {
     counted: Arc<AtomicBool>,
 }
 
-#[derive(Deserialize)]
 struct RoomRequest {
     room: String,
 }
 
-#[derive(Deserialize)]
 struct PublishRequest {
     room: String,
     event: String,
-    #[serde(default)]
-    data: Value,
+    data: Payload,
 }
 
 /// Serves namespace `path` on `io` and returns the adapter's init result for the caller to await.
@@ -69,7 +66,16 @@ where
     };
     let middleware = move |socket: SocketRef<A>, TryData(auth): TryData<Value>| {
         let context = context.clone();
-        async move { authorize_and_prepare(socket, auth.ok(), context).await }
+        async move {
+            // Data after the namespace that is not JSON means the name itself held a comma
+            // (`40/tenant,x,{..}`); serving it as `/tenant` would connect the client to a
+            // namespace it did not name.
+            let Ok(auth) = auth else {
+                context.metrics.count_rejected(RejectReason::InvalidConnect);
+                return Err("invalid CONNECT packet: the namespace name or auth payload is malformed".to_string());
+            };
+            authorize_and_prepare(socket, Some(auth), context).await
+        }
     };
     io.ns(path, on_connect.with(middleware))
 }
@@ -135,7 +141,7 @@ async fn on_connect<A: Adapter>(socket: SocketRef<A>, context: Arc<SocketContext
 
 fn register_handlers<A: Adapter>(socket: &SocketRef<A>, context: Arc<SocketContext>) {
     let join_context = context.clone();
-    socket.on("join", move |socket: SocketRef<A>, TryData(data): TryData<Value>, ack: AckSender<A>| {
+    socket.on("join", move |socket: SocketRef<A>, TryData(data): TryData<Payload>, ack: AckSender<A>| {
         let context = join_context.clone();
         async move {
             let reply = join(&socket, data.ok(), &context).await;
@@ -144,7 +150,7 @@ fn register_handlers<A: Adapter>(socket: &SocketRef<A>, context: Arc<SocketConte
     });
 
     let leave_context = context.clone();
-    socket.on("leave", move |socket: SocketRef<A>, TryData(data): TryData<Value>, ack: AckSender<A>| {
+    socket.on("leave", move |socket: SocketRef<A>, TryData(data): TryData<Payload>, ack: AckSender<A>| {
         let context = leave_context.clone();
         async move {
             let reply = leave(&socket, data.ok(), &context).await;
@@ -153,12 +159,18 @@ fn register_handlers<A: Adapter>(socket: &SocketRef<A>, context: Arc<SocketConte
     });
 
     let publish_context = context.clone();
-    socket.on("publish", move |socket: SocketRef<A>, TryData(data): TryData<Value>, ack: AckSender<A>| {
+    socket.on("publish", move |socket: SocketRef<A>, TryData(data): TryData<Payload>, ack: AckSender<A>| {
         let context = publish_context.clone();
         async move {
             let reply = publish(&socket, data.ok(), &context).await;
             send_ack(ack, reply);
         }
+    });
+
+    let fallback_context = context.clone();
+    socket.on_fallback(move |socket: SocketRef<A>, Event(event): Event| {
+        let context = fallback_context.clone();
+        async move { on_unknown_event(socket, event, &context) }
     });
 
     socket.on_disconnect(move |socket: SocketRef<A>, reason: DisconnectReason| {
@@ -167,8 +179,8 @@ fn register_handlers<A: Adapter>(socket: &SocketRef<A>, context: Arc<SocketConte
     });
 }
 
-async fn join<A: Adapter>(socket: &SocketRef<A>, data: Option<Value>, context: &SocketContext) -> Result<(), String> {
-    let request: RoomRequest = parse(data, "join", context)?;
+async fn join<A: Adapter>(socket: &SocketRef<A>, data: Option<Payload>, context: &SocketContext) -> Result<(), String> {
+    let request = parse_room_request(data, "join", context)?;
     check_room_name(&request.room).map_err(|err| rejected(context, "join", "invalid_room", err))?;
     if !grants(socket).join.allows(&request.room) {
         return Err(rejected(context, "join", "forbidden", format!("not allowed to join room {:?}", request.room)));
@@ -190,8 +202,8 @@ async fn join<A: Adapter>(socket: &SocketRef<A>, data: Option<Value>, context: &
     Ok(())
 }
 
-async fn leave<A: Adapter>(socket: &SocketRef<A>, data: Option<Value>, context: &SocketContext) -> Result<(), String> {
-    let request: RoomRequest = parse(data, "leave", context)?;
+async fn leave<A: Adapter>(socket: &SocketRef<A>, data: Option<Payload>, context: &SocketContext) -> Result<(), String> {
+    let request = parse_room_request(data, "leave", context)?;
     check_room_name(&request.room).map_err(|err| rejected(context, "leave", "invalid_room", err))?;
     socket
         .local()
@@ -202,8 +214,8 @@ async fn leave<A: Adapter>(socket: &SocketRef<A>, data: Option<Value>, context: 
     Ok(())
 }
 
-async fn publish<A: Adapter>(socket: &SocketRef<A>, data: Option<Value>, context: &SocketContext) -> Result<(), String> {
-    let request: PublishRequest = parse(data, "publish", context)?;
+async fn publish<A: Adapter>(socket: &SocketRef<A>, data: Option<Payload>, context: &SocketContext) -> Result<(), String> {
+    let request = parse_publish_request(data, context)?;
     check_room_name(&request.room).map_err(|err| rejected(context, "publish", "invalid_room", err))?;
     check_event_name(&request.event).map_err(|err| rejected(context, "publish", "invalid_event", err))?;
     if !grants(socket).publish.allows(&request.room) {
@@ -222,6 +234,20 @@ async fn publish<A: Adapter>(socket: &SocketRef<A>, data: Option<Value>, context
         .map_err(|err| adapter_failed(context, "publish", err))?;
     context.metrics.count_event("publish", "ok");
     Ok(())
+}
+
+/// Ignores events the gateway does not handle, as socket.io servers do, but disconnects a
+/// socket that sends a reserved event name, which no socket.io client library sends.
+fn on_unknown_event<A: Adapter>(socket: SocketRef<A>, event: String, context: &SocketContext) {
+    if RESERVED_EVENTS.contains(&event.as_str()) {
+        context.metrics.count_event("reserved", "protocol_error");
+        tracing::debug!(sid = %socket.id, event, "disconnecting socket that sent a reserved event");
+        if let Err(err) = socket.disconnect() {
+            tracing::debug!(error = %err, "failed to disconnect socket");
+        }
+    } else {
+        context.metrics.count_event("unknown", "ignored");
+    }
 }
 
 async fn on_disconnect<A: Adapter>(socket: SocketRef<A>, reason: DisconnectReason, context: Arc<SocketContext>) {
@@ -258,13 +284,60 @@ fn grants<A: Adapter>(socket: &SocketRef<A>) -> Arc<Grants> {
         .unwrap_or_else(|| Arc::new(Grants::unrestricted()))
 }
 
-fn parse<T: serde::de::DeserializeOwned>(data: Option<Value>, event: &'static str, context: &SocketContext) -> Result<T, String> {
-    let expected = match event {
-        "publish" => "{room, event, data}",
-        _ => "{room}",
+/// Reads `{room}` from a join or leave payload.
+fn parse_room_request(data: Option<Payload>, event: &'static str, context: &SocketContext) -> Result<RoomRequest, String> {
+    let data = checked_payload(data, event, "{room}", context)?;
+    let room = string_field(&data, "room");
+    room.map(|room| RoomRequest { room })
+        .ok_or_else(|| rejected(context, event, "invalid_payload", "invalid payload: expected {room}".into()))
+}
+
+/// Reads `{room, event, data}` from a publish payload; `data` may hold binary attachments.
+fn parse_publish_request(data: Option<Payload>, context: &SocketContext) -> Result<PublishRequest, String> {
+    let expected = "{room, event, data}";
+    let Payload::Object(entries) = checked_payload(data, "publish", expected, context)? else {
+        return Err(rejected(context, "publish", "invalid_payload", format!("invalid payload: expected {expected}")));
     };
-    data.and_then(|value| serde_json::from_value(value).ok())
-        .ok_or_else(|| rejected(context, event, "invalid_payload", format!("invalid payload: expected {expected}")))
+    let mut room = None;
+    let mut event = None;
+    let mut payload = Payload::Null;
+    for (key, value) in entries {
+        match (key.as_str(), value) {
+            ("room", Payload::String(text)) => room = Some(text),
+            ("event", Payload::String(text)) => event = Some(text),
+            ("data", value) => payload = value,
+            _ => {}
+        }
+    }
+    match (room, event) {
+        (Some(room), Some(event)) => Ok(PublishRequest { room, event, data: payload }),
+        _ => Err(rejected(context, "publish", "invalid_payload", format!("invalid payload: expected {expected}"))),
+    }
+}
+
+fn checked_payload(data: Option<Payload>, event: &'static str, expected: &str, context: &SocketContext) -> Result<Payload, String> {
+    let Some(data) = data else {
+        return Err(rejected(context, event, "invalid_payload", format!("invalid payload: expected {expected}")));
+    };
+    if data.has_unresolved_placeholder() {
+        return Err(rejected(
+            context,
+            event,
+            "invalid_attachment",
+            "invalid payload: a binary attachment placeholder has no attachment".into(),
+        ));
+    }
+    Ok(data)
+}
+
+fn string_field(data: &Payload, name: &str) -> Option<String> {
+    let Payload::Object(entries) = data else {
+        return None;
+    };
+    entries.iter().find_map(|(key, value)| match value {
+        Payload::String(text) if key == name => Some(text.clone()),
+        _ => None,
+    })
 }
 
 fn rejected(context: &SocketContext, event: &'static str, kind: &'static str, message: String) -> String {

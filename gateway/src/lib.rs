@@ -11,6 +11,7 @@
 //! - [`user_limit`]: the per-user connection limit counted in Redis.
 //! - [`admin`]: `/livez`, `/readyz`, `/metrics` and the publish API on the admin port.
 //! - [`metrics`]: counters and gauges in the Prometheus text format.
+//! - [`payload`]: event data relayed to rooms, binary attachments included.
 
 pub mod admin;
 pub mod auth;
@@ -19,6 +20,7 @@ pub mod connection;
 pub mod events;
 pub mod metrics;
 pub mod namespace;
+pub mod payload;
 pub mod server;
 pub mod status;
 pub mod user_limit;

@@ -23,6 +23,8 @@ pub enum RejectReason {
     UserLimitUnavailable,
     /// A websocket message exceeded --max-payload-bytes; the connection is closed with code 1009.
     PayloadTooLarge,
+    /// A CONNECT packet whose data is not JSON, e.g. a namespace name with a comma in it.
+    InvalidConnect,
 }
 
 impl RejectReason {
@@ -34,6 +36,7 @@ impl RejectReason {
             RejectReason::UserLimit => "user_limit",
             RejectReason::UserLimitUnavailable => "user_limit_unavailable",
             RejectReason::PayloadTooLarge => "payload_too_large",
+            RejectReason::InvalidConnect => "invalid_connect",
         }
     }
 }

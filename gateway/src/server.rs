@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::Router;
 use socketioxide::adapter::{Adapter, LocalAdapter};
-use socketioxide::{SocketIo, TransportType};
+use socketioxide::{ParserConfig, SocketIo, TransportType};
 use socketioxide_core::adapter::DefinedAdapter;
 use thiserror::Error;
 use tokio::net::TcpListener;
@@ -26,6 +26,9 @@ use crate::user_limit::{UserLimitError, UserLimiter};
 
 /// Interval between drain batches.
 const DRAIN_TICK: Duration = Duration::from_millis(100);
+/// Maximum binary attachments in one packet. socket.io clients send one per Buffer in the data,
+/// so this bounds the attachments a packet may keep pending, not what applications send.
+const MAX_ATTACHMENTS: usize = 64;
 /// Time left after the drain window for the last connections to close.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
@@ -182,6 +185,12 @@ fn socket_io_builder<A: Adapter>(config: &Config, adapter_state: A::State) -> so
         .ping_interval(config.ping_interval)
         .ping_timeout(config.ping_timeout)
         .max_payload(config.max_payload_bytes)
+        .with_parser(
+            ParserConfig::common()
+                .max_incoming_binaries(MAX_ATTACHMENTS)
+                .max_incoming_binary_buf_size(max_message)
+                .packet_completion_timeout(config.attachment_timeout),
+        )
         // The connection layer rejects oversized websocket messages at their frame header with
         // close code 1009; these limits are the websocket layer's own backstop.
         .ws_max_message_size(max_message)

@@ -32,10 +32,10 @@ test("auth", async (t) => {
     assert.ok((await metric(gateway, 'socketfleet_rejected_connections_total{reason="unauthorized"}')) >= 3);
   });
 
-  await t.test("claims decide rooms", async () => {
+  await t.test("claims decide rooms", async (st) => {
     const token = signToken(SECRET, { sub: "u1", exp: inAnHour(), rooms: ["news", "chat"], publish: ["chat"] });
     const socket = await connect(gateway.url, { auth: { token } });
-    t.after(() => socket.close());
+    st.after(() => socket.close());
 
     assert.deepEqual(await request(socket, "join", { room: "chat" }), { ok: true });
     assert.match((await request(socket, "join", { room: "admin" })).error, /not allowed to join/);
@@ -46,10 +46,10 @@ test("auth", async (t) => {
     assert.match((await request(socket, "publish", { room: "news", event: "msg", data: 1 })).error, /not allowed to publish/);
   });
 
-  await t.test("a wildcard grants every room", async () => {
+  await t.test("a wildcard grants every room", async (st) => {
     const token = signToken(SECRET, { sub: "u2", exp: inAnHour(), rooms: ["*"], publish: ["*"] });
     const socket = await connect(gateway.url, { auth: { token } });
-    t.after(() => socket.close());
+    st.after(() => socket.close());
     assert.deepEqual(await request(socket, "join", { room: "anything" }), { ok: true });
     assert.deepEqual(await request(socket, "publish", { room: "anything", event: "e", data: 0 }), { ok: true });
   });

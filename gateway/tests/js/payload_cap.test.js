@@ -34,9 +34,9 @@ test("payload cap on websocket", async (t) => {
   const gateway = await startGateway(["--max-payload-bytes", String(CAP)]);
   t.after(() => gateway.stop());
 
-  await t.test("a message of exactly the cap is delivered", async () => {
+  await t.test("a message of exactly the cap is delivered", async (st) => {
     const raw = await joinedRawSocket(gateway);
-    t.after(() => raw.ws.terminate());
+    st.after(() => raw.ws.terminate());
     const packet = publishPacket(CAP);
     assert.equal(Buffer.byteLength(packet), CAP);
     raw.ws.send(packet);
