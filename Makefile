@@ -6,7 +6,7 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/socketfleet/target
 CARGO ?= cargo
 
-.PHONY: up down test deps build test-unit test-js test-chart test-e2e bench
+.PHONY: up down test deps build test-unit test-js test-chart test-e2e bench crds
 
 ## up: bring the main job up for a person to try.
 up: deps build
@@ -32,8 +32,14 @@ test-unit:
 test-js:
 	@true
 
+## test-chart: fail when the committed CRD YAML drifts from the Rust types; lint and render the chart.
 test-chart:
-	@true
+	bash scripts/test-chart.sh
+
+## crds: regenerate crds/ and the chart's CRD template from operator/src/crd.rs.
+crds:
+	$(CARGO) run -q -p socketfleet-operator -- crd > crds/realtimenamespaces.socketfleet.io.yaml
+	$(CARGO) run -q -p socketfleet-operator -- crd --chart > charts/socketfleet-operator/templates/crd.yaml
 
 test-e2e:
 	@true

@@ -626,3 +626,393 @@ fn int_or_string_text(value: &IntOrString) -> String {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::RealtimeNamespaceSpec;
+    use kube::CustomResourceExt;
+
+    fn settings() -> BuildSettings {
+        BuildSettings { gateway_image: "ghcr.io/socketfleet/gateway:0.1.0".into() }
+    }
+
+    /// Loads an example from crds/examples as the API server would hand it to the operator.
+    fn example(name: &str) -> RealtimeNamespace {
+        let path = format!("{}/../crds/examples/{name}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("failed to read {path}: {err}"));
+        let mut rtns: RealtimeNamespace = serde_yaml::from_str(&text).unwrap();
+        rtns.metadata.namespace = Some("apps".into());
+        rtns.metadata.uid = Some("0b5c7c9e-1111-4222-8333-444455556666".into());
+        rtns
+    }
+
+    fn with_spec(edit: impl FnOnce(&mut RealtimeNamespaceSpec)) -> RealtimeNamespace {
+        let mut rtns = example("minimal.yaml");
+        edit(&mut rtns.spec);
+        rtns
+    }
+
+    fn container(deployment: &Deployment) -> &Container {
+        &deployment.spec.template.spec.as_ref().unwrap().containers[0]
+    }
+
+    fn pod_spec(deployment: &Deployment) -> &PodSpec {
+        deployment.spec.template.spec.as_ref().unwrap()
+    }
+
+    /// Turns the container env into pairs, giving `secretKeyRef` variables a placeholder value
+    /// because the kubelet, not the operator, resolves them.
+    fn env_pairs(deployment: &Deployment) -> Vec<(String, String)> {
+        container(deployment)
+            .env
+            .iter()
+            .flatten()
+            .map(|var| {
+                let value = match (&var.value, &var.value_from) {
+                    (Some(value), None) => value.clone(),
+                    (None, Some(source)) => {
+                        assert!(source.secret_key_ref.is_some(), "{} must come from a Secret", var.name);
+                        "redis://placeholder.invalid:6379".to_owned()
+                    }
+                    _ => panic!("{} has neither a value nor a source", var.name),
+                };
+                (var.name.clone(), value)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn minimal_example_env_parses_with_gateway_config() {
+        let rtns = example("minimal.yaml");
+        let deployment = deployment(&rtns, &settings(), Some(1)).unwrap();
+        let config = GatewayConfig::from_env_pairs(env_pairs(&deployment)).unwrap();
+        assert_eq!(config.namespaces, vec!["/chat".to_string()]);
+        assert_eq!(config.port, 3000);
+        assert_eq!(config.admin_port, 9090);
+        assert_eq!(config.max_connections, 25_000);
+        assert_eq!(config.redis_url.as_deref(), Some("redis://redis-cluster.redis.svc:6379"));
+        assert_eq!(config.redis_mode, gateway_config::RedisMode::Cluster);
+        assert_eq!(config.transports, vec![gateway_config::Transport::Websocket]);
+        assert_eq!(config.drain_seconds, 30);
+        assert_eq!(config.publish_token_file, None);
+        assert_eq!(config.auth_key_file, None);
+    }
+
+    #[test]
+    fn full_example_env_parses_with_gateway_config() {
+        let rtns = example("full.yaml");
+        let deployment = deployment(&rtns, &settings(), None).unwrap();
+        let config = GatewayConfig::from_env_pairs(env_pairs(&deployment)).unwrap();
+        assert_eq!(config.namespaces, vec!["/calls".to_string()]);
+        assert_eq!(config.max_connections, 20_000);
+        assert_eq!(config.max_connections_per_user, Some(5));
+        assert_eq!(config.ping_interval, std::time::Duration::from_secs(25));
+        assert_eq!(config.ping_timeout, std::time::Duration::from_secs(20));
+        assert_eq!(config.max_payload_bytes, 1_000_000);
+        assert_eq!(
+            config.transports,
+            vec![gateway_config::Transport::Websocket, gateway_config::Transport::Polling]
+        );
+        assert_eq!(config.redis_url.as_deref(), Some("redis://redis-0.redis.svc:6379"));
+        assert_eq!(config.redis_username.as_deref(), Some("socketfleet"));
+        assert_eq!(config.redis_password, None);
+        assert_eq!(
+            config.redis_password_file.as_deref(),
+            Some(std::path::Path::new("/var/run/secrets/socketfleet/redis/password"))
+        );
+        assert_eq!(
+            config.publish_token_file.as_deref(),
+            Some(std::path::Path::new("/var/run/secrets/socketfleet/publish/token"))
+        );
+        assert_eq!(config.auth_key_file.as_deref(), Some(std::path::Path::new("/var/run/secrets/socketfleet/auth/key")));
+        assert_eq!(config.auth_algorithm, gateway_config::JwtAlgorithm::Rs256);
+        assert_eq!(config.auth_issuer.as_deref(), Some("https://auth.example.com"));
+        assert_eq!(config.auth_audience.as_deref(), Some("calls"));
+    }
+
+    #[test]
+    fn redis_url_secret_is_passed_by_reference() {
+        let rtns = with_spec(|spec| {
+            spec.redis.endpoints.clear();
+            spec.redis.url_secret_ref = Some(crate::crd::SecretKeyRef { name: "redis-url".into(), key: "url".into() });
+        });
+        let deployment = deployment(&rtns, &settings(), Some(1)).unwrap();
+        let env = container(&deployment).env.clone().unwrap();
+        let url = env.iter().find(|var| var.name == "SOCKETFLEET_REDIS_URL").unwrap();
+        assert_eq!(url.value, None);
+        let reference = url.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
+        assert_eq!(reference.name, "redis-url");
+        assert_eq!(reference.key, "url");
+        assert_eq!(env.iter().filter(|var| var.name == "SOCKETFLEET_REDIS_URL").count(), 1);
+
+        let config = GatewayConfig::from_env_pairs(env_pairs(&deployment)).unwrap();
+        assert_eq!(config.redis_url.as_deref(), Some("redis://placeholder.invalid:6379"));
+    }
+
+    #[test]
+    fn secrets_never_appear_as_plain_env() {
+        let deployment = deployment(&example("full.yaml"), &settings(), None).unwrap();
+        let secret_names = GatewayConfig::secret_env_names();
+        for var in container(&deployment).env.iter().flatten() {
+            if var.name == "SOCKETFLEET_REDIS_URL" && var.value.is_some() {
+                // Built from endpoints, so it carries no credentials.
+                assert!(!var.value.as_ref().unwrap().contains('@'));
+                continue;
+            }
+            assert!(!(secret_names.contains(&var.name) && var.value.is_some()), "{} has a plain value", var.name);
+        }
+        let volumes = pod_spec(&deployment).volumes.clone().unwrap();
+        let secrets: Vec<String> = volumes.iter().filter_map(|v| v.secret.as_ref()?.secret_name.clone()).collect();
+        assert_eq!(secrets, vec!["calls-redis", "calls-publish", "calls-jwt"]);
+    }
+
+    #[test]
+    fn autoscaled_deployment_leaves_replicas_out() {
+        let rtns = example("full.yaml");
+        assert_eq!(desired_replicas(&rtns, Some(6)), None);
+        let deployment = deployment(&rtns, &settings(), desired_replicas(&rtns, Some(6))).unwrap();
+        let json = serde_json::to_value(&deployment).unwrap();
+        assert!(json["spec"].get("replicas").is_none(), "{}", json["spec"]);
+    }
+
+    #[test]
+    fn fixed_replicas_come_from_spec_then_current_then_one() {
+        let pinned = with_spec(|spec| spec.replicas = Some(4));
+        assert_eq!(desired_replicas(&pinned, Some(6)), Some(4));
+        let unpinned = example("minimal.yaml");
+        assert_eq!(desired_replicas(&unpinned, Some(6)), Some(6));
+        assert_eq!(desired_replicas(&unpinned, None), Some(1));
+        let zero = with_spec(|spec| spec.replicas = Some(0));
+        assert_eq!(desired_replicas(&zero, Some(3)), Some(0));
+    }
+
+    #[test]
+    fn grace_period_covers_the_drain_window() {
+        let rtns = with_spec(|spec| spec.drain.seconds = 45);
+        let deployment = deployment(&rtns, &settings(), Some(1)).unwrap();
+        assert_eq!(pod_spec(&deployment).termination_grace_period_seconds, Some(60));
+        let env = env_pairs(&deployment);
+        assert!(env.contains(&("SOCKETFLEET_DRAIN_SECONDS".to_string(), "45".to_string())), "{env:?}");
+    }
+
+    #[test]
+    fn pod_is_hardened() {
+        let deployment = deployment(&example("minimal.yaml"), &settings(), Some(1)).unwrap();
+        let pod = pod_spec(&deployment);
+        let pod_context = pod.security_context.as_ref().unwrap();
+        assert_eq!(pod_context.run_as_non_root, Some(true));
+        assert_eq!(pod_context.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+        assert_eq!(pod.automount_service_account_token, Some(false));
+
+        let context = container(&deployment).security_context.as_ref().unwrap();
+        assert_eq!(context.allow_privilege_escalation, Some(false));
+        assert_eq!(context.read_only_root_filesystem, Some(true));
+        assert_eq!(context.capabilities.as_ref().unwrap().drop, Some(vec!["ALL".to_string()]));
+    }
+
+    #[test]
+    fn probes_use_the_admin_port() {
+        let deployment = deployment(&example("minimal.yaml"), &settings(), Some(1)).unwrap();
+        let container = container(&deployment);
+        let readiness = container.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap();
+        assert_eq!(readiness.path.as_deref(), Some("/readyz"));
+        assert_eq!(readiness.port, IntOrString::String("admin".into()));
+        let liveness = container.liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap();
+        assert_eq!(liveness.path.as_deref(), Some("/livez"));
+        let ports: Vec<(Option<String>, i32)> =
+            container.ports.iter().flatten().map(|p| (p.name.clone(), p.container_port)).collect();
+        assert_eq!(ports, vec![(Some("socket".into()), 3000), (Some("admin".into()), 9090)]);
+    }
+
+    #[test]
+    fn image_defaults_to_the_operator_setting() {
+        let deployment = deployment(&example("minimal.yaml"), &settings(), Some(1)).unwrap();
+        assert_eq!(container(&deployment).image.as_deref(), Some("ghcr.io/socketfleet/gateway:0.1.0"));
+        let custom = with_spec(|spec| spec.gateway.image = Some("registry.example/gw:1".into()));
+        let deployment = super::deployment(&custom, &settings(), Some(1)).unwrap();
+        assert_eq!(container(&deployment).image.as_deref(), Some("registry.example/gw:1"));
+    }
+
+    #[test]
+    fn selector_labels_win_over_pod_labels() {
+        let rtns = with_spec(|spec| {
+            spec.gateway.pod_labels.insert(labels::INSTANCE.into(), "hijack".into());
+            spec.gateway.pod_labels.insert("team".into(), "rt".into());
+        });
+        let deployment = deployment(&rtns, &settings(), Some(1)).unwrap();
+        let pod_labels = deployment.spec.template.metadata.as_ref().unwrap().labels.clone().unwrap();
+        assert_eq!(pod_labels[labels::INSTANCE], "chat");
+        assert_eq!(pod_labels["team"], "rt");
+        assert_eq!(deployment.spec.selector.match_labels, Some(selector_labels(&rtns)));
+        assert_eq!(selector_string(&rtns), "app.kubernetes.io/instance=chat,app.kubernetes.io/name=socketfleet-gateway");
+    }
+
+    #[test]
+    fn objects_are_controlled_by_the_realtime_namespace() {
+        let rtns = example("minimal.yaml");
+        let deployment = deployment(&rtns, &settings(), Some(1)).unwrap();
+        let owners = deployment.metadata.owner_references.unwrap();
+        assert_eq!(owners.len(), 1);
+        assert_eq!(owners[0].kind, "RealtimeNamespace");
+        assert_eq!(owners[0].name, "chat");
+        assert_eq!(owners[0].controller, Some(true));
+        assert_eq!(owners[0].uid, "0b5c7c9e-1111-4222-8333-444455556666");
+        assert_eq!(deployment.metadata.namespace.as_deref(), Some("apps"));
+    }
+
+    #[test]
+    fn objects_need_a_uid_and_namespace() {
+        let mut rtns = example("minimal.yaml");
+        rtns.metadata.uid = None;
+        assert_eq!(service(&rtns).unwrap_err(), BuildError::MissingUid);
+        let mut rtns = example("minimal.yaml");
+        rtns.metadata.namespace = None;
+        assert_eq!(service(&rtns).unwrap_err(), BuildError::MissingNamespace);
+    }
+
+    #[test]
+    fn service_has_no_session_affinity_and_no_admin_port() {
+        let rtns = example("full.yaml");
+        let service = service(&rtns).unwrap();
+        let spec = service.spec.unwrap();
+        assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
+        assert_eq!(spec.session_affinity.as_deref(), Some("None"));
+        let ports: Vec<i32> = spec.ports.iter().flatten().map(|p| p.port).collect();
+        assert_eq!(ports, vec![3000]);
+        assert_eq!(service.metadata.annotations.unwrap()["example.com/load-balancer-class"], "internal");
+
+        let minimal = super::service(&example("minimal.yaml")).unwrap();
+        assert_eq!(minimal.spec.unwrap().type_.as_deref(), Some("ClusterIP"));
+    }
+
+    #[test]
+    fn admin_service_is_headless_on_the_admin_port() {
+        let service = admin_service(&example("minimal.yaml")).unwrap();
+        assert_eq!(service.metadata.name.as_deref(), Some("chat-admin"));
+        assert_eq!(service.metadata.labels.unwrap()[labels::METRICS], "true");
+        let spec = service.spec.unwrap();
+        assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
+        let ports: Vec<i32> = spec.ports.iter().flatten().map(|p| p.port).collect();
+        assert_eq!(ports, vec![9090]);
+    }
+
+    #[test]
+    fn fixed_fleet_has_no_autoscaler() {
+        assert_eq!(horizontal_pod_autoscaler(&example("minimal.yaml")).unwrap(), None);
+    }
+
+    #[test]
+    fn autoscaler_scales_down_slowly_by_default() {
+        let rtns = with_spec(|spec| {
+            spec.scaling = serde_json::from_value(serde_json::json!({"minReplicas": 2, "maxReplicas": 10})).unwrap();
+        });
+        let autoscaler = horizontal_pod_autoscaler(&rtns).unwrap().unwrap();
+        let spec = autoscaler.spec;
+        assert_eq!(spec.min_replicas, Some(2));
+        assert_eq!(spec.max_replicas, 10);
+        assert_eq!(spec.scale_target_ref.kind, "Deployment");
+        assert_eq!(spec.scale_target_ref.name, "chat");
+
+        let scale_down = spec.behavior.unwrap().scale_down.unwrap();
+        assert!(scale_down.stabilization_window_seconds.unwrap() >= 300);
+        let policies = scale_down.policies.unwrap();
+        assert_eq!(policies.len(), 1);
+        assert_eq!(policies[0].type_, "Pods");
+        assert_eq!(policies[0].value, 1);
+        assert_eq!(policies[0].period_seconds, 120);
+
+        let metrics = spec.metrics.unwrap();
+        let cpu = metrics.iter().find_map(|m| m.resource.as_ref()).unwrap();
+        assert_eq!(cpu.name, "cpu");
+        assert_eq!(cpu.target.average_utilization, Some(70));
+        let connections = metrics.iter().find_map(|m| m.pods.as_ref()).unwrap();
+        assert_eq!(connections.metric.name, "socket_io_connected");
+        // 80 % of the default 25000 sockets per pod.
+        assert_eq!(connections.target.average_value, Some(Quantity("20000".into())));
+    }
+
+    #[test]
+    fn autoscaler_follows_the_spec() {
+        let autoscaler = horizontal_pod_autoscaler(&example("full.yaml")).unwrap().unwrap();
+        let metrics = autoscaler.spec.metrics.unwrap();
+        let connections = metrics.iter().find_map(|m| m.pods.as_ref()).unwrap();
+        assert_eq!(connections.target.average_value, Some(Quantity("15000".into())));
+    }
+
+    fn budget_allows_disruption(budget: &DisruptionBudget) -> bool {
+        match budget {
+            DisruptionBudget::Apply(budget) => {
+                let spec = budget.spec.as_ref().unwrap();
+                spec.min_available.is_none()
+                    && spec.unhealthy_pod_eviction_policy.as_deref() == Some("AlwaysAllow")
+                    && !allows_no_disruption(spec.max_unavailable.as_ref().unwrap())
+            }
+            DisruptionBudget::NotNeeded | DisruptionBudget::Skipped { .. } => true,
+        }
+    }
+
+    #[test]
+    fn budget_never_blocks_a_drain() {
+        for replicas in [0, 1, 2, 3] {
+            let rtns = with_spec(|spec| spec.replicas = Some(replicas));
+            let budget = pod_disruption_budget(&rtns, desired_replicas(&rtns, None)).unwrap();
+            assert!(budget_allows_disruption(&budget), "replicas {replicas}: {budget:?}");
+            assert_eq!(matches!(budget, DisruptionBudget::NotNeeded), replicas == 0, "replicas {replicas}");
+        }
+        for min in [1, 2] {
+            let rtns = with_spec(|spec| {
+                spec.scaling =
+                    serde_json::from_value(serde_json::json!({"minReplicas": min, "maxReplicas": 5})).unwrap();
+            });
+            let budget = pod_disruption_budget(&rtns, desired_replicas(&rtns, Some(min))).unwrap();
+            assert!(matches!(budget, DisruptionBudget::Apply(_)), "min {min}: {budget:?}");
+            assert!(budget_allows_disruption(&budget), "min {min}: {budget:?}");
+        }
+    }
+
+    #[test]
+    fn budget_that_allows_nothing_is_skipped_with_a_warning() {
+        for value in [IntOrString::Int(0), IntOrString::String("0%".into())] {
+            let rtns = with_spec(|spec| spec.disruption.max_unavailable = value.clone());
+            match pod_disruption_budget(&rtns, Some(3)).unwrap() {
+                DisruptionBudget::Skipped { message } => {
+                    assert!(message.contains("spec.disruption.maxUnavailable"), "{message}");
+                }
+                other => panic!("{value:?} gave {other:?}"),
+            }
+        }
+        let rtns = with_spec(|spec| spec.disruption.max_unavailable = IntOrString::String("25%".into()));
+        assert!(matches!(pod_disruption_budget(&rtns, Some(1)).unwrap(), DisruptionBudget::Apply(_)));
+    }
+
+    #[test]
+    fn crd_has_printer_columns_and_scale_subresource() {
+        let crd = RealtimeNamespace::crd();
+        let version = &crd.spec.versions[0];
+        let columns: Vec<&str> =
+            version.additional_printer_columns.iter().flatten().map(|c| c.name.as_str()).collect();
+        assert_eq!(columns, vec!["Path", "Ready", "Replicas", "Connections", "Age"]);
+        let scale = version.subresources.as_ref().unwrap().scale.as_ref().unwrap();
+        assert_eq!(scale.spec_replicas_path, ".spec.replicas");
+        assert_eq!(scale.status_replicas_path, ".status.replicas");
+        assert_eq!(scale.label_selector_path.as_deref(), Some(".status.selector"));
+        assert_eq!(crd.spec.names.short_names, Some(vec!["rtns".to_string()]));
+    }
+
+    #[test]
+    fn crd_conditions_are_a_list_map_keyed_by_type() {
+        let crd = serde_json::to_value(RealtimeNamespace::crd()).unwrap();
+        let conditions = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]["conditions"];
+        assert_eq!(conditions["x-kubernetes-list-type"], "map");
+        assert_eq!(conditions["x-kubernetes-list-map-keys"], serde_json::json!(["type"]));
+    }
+
+    #[test]
+    fn crd_path_pattern_is_the_gateway_rule() {
+        let crd = serde_json::to_value(RealtimeNamespace::crd()).unwrap();
+        let path = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["path"];
+        assert_eq!(path["pattern"], socketfleet_gateway::namespace::PATH_PATTERN);
+        assert!(path["description"].as_str().unwrap().contains("Socket.IO namespace path"));
+    }
+}
