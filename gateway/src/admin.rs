@@ -115,6 +115,18 @@ async fn readyz<A: Adapter>(State(state): State<Arc<AdminState<A>>>) -> Response
 async fn metrics<A: Adapter>(State(state): State<Arc<AdminState<A>>>) -> Response {
     let mut out = String::with_capacity(4096);
     state.metrics.render(&mut out);
+
+    // Rooms with members on this pod, private rooms included; after every socket has left, this
+    // returns to 0 unless a room entry leaked.
+    let mut local_rooms = 0;
+    for namespace in &state.namespaces {
+        if let Some(operators) = state.io.of(namespace) {
+            local_rooms += operators.local().rooms().await.map(|rooms| rooms.len()).unwrap_or(0);
+        }
+    }
+    out.push_str("# HELP socketfleet_local_rooms Rooms with members on this pod, private rooms included.\n");
+    out.push_str("# TYPE socketfleet_local_rooms gauge\n");
+    out.push_str(&format!("socketfleet_local_rooms {local_rooms}\n"));
     state.adapter_status.render_metrics(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
 }

@@ -6,7 +6,7 @@
 //! the membership from the fleet adapter's Redis subscriptions.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use serde_json::{Value, json};
 use socketioxide::SocketIo;
@@ -29,6 +29,10 @@ pub const MAX_EVENT_LEN: usize = 128;
 const RESERVED_EVENTS: &[&str] =
     &["connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"];
 
+const COUNT_NEW: u8 = 0;
+const COUNT_COUNTED: u8 = 1;
+const COUNT_GONE: u8 = 2;
+
 /// What every socket handler needs.
 pub struct SocketContext {
     pub metrics: Arc<Metrics>,
@@ -40,9 +44,19 @@ pub struct SocketContext {
 #[derive(Clone)]
 struct SocketState {
     grants: Arc<Grants>,
-    /// Set once the socket is counted in `socket_io_connected`, so a socket that never finished
-    /// connecting is not subtracted.
-    counted: Arc<AtomicBool>,
+    /// Whether the socket is counted in `socket_io_connected`: [`COUNT_NEW`], [`COUNT_COUNTED`]
+    /// or [`COUNT_GONE`]. The connect and disconnect handlers may run in either order.
+    count: Arc<AtomicU8>,
+    /// Set when the disconnect handler starts, before it reads the socket's rooms. A join that
+    /// completes and then finds this set must undo itself. `Socket::connected` cannot serve here:
+    /// it is still false for events that arrive right after the CONNECT reply.
+    disconnected: Arc<AtomicBool>,
+}
+
+impl SocketState {
+    fn is_disconnected(&self) -> bool {
+        self.disconnected.load(Ordering::SeqCst)
+    }
 }
 
 struct RoomRequest {
@@ -115,7 +129,11 @@ async fn authorize_and_prepare<A: Adapter>(
         }
     }
 
-    socket.extensions.insert(SocketState { grants: Arc::new(grants), counted: Arc::new(AtomicBool::new(false)) });
+    socket.extensions.insert(SocketState {
+        grants: Arc::new(grants),
+        count: Arc::new(AtomicU8::new(COUNT_NEW)),
+        disconnected: Arc::new(AtomicBool::new(false)),
+    });
     register_handlers(&socket, context);
     Ok(())
 }
@@ -124,8 +142,13 @@ async fn on_connect<A: Adapter>(socket: SocketRef<A>, context: Arc<SocketContext
     let Some(state) = socket.extensions.get::<SocketState>() else {
         return;
     };
-    state.counted.store(true, Ordering::SeqCst);
+    // Counting first and taking it back keeps the gauge from dipping below zero when the
+    // disconnect handler runs in between.
     context.metrics.socket_connected();
+    if state.count.compare_exchange(COUNT_NEW, COUNT_COUNTED, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+        context.metrics.undo_connected();
+        return;
+    }
 
     // Every socket joins a room named after its id, through the adapter, so an emit to a socket id
     // reaches it from any pod.
@@ -133,7 +156,7 @@ async fn on_connect<A: Adapter>(socket: SocketRef<A>, context: Arc<SocketContext
     if let Err(err) = socket.local().join(private_room.clone()).await {
         tracing::warn!(sid = %socket.id, error = %err.into(), "failed to join the private room");
     }
-    if !socket.connected() {
+    if state.is_disconnected() {
         leave_through_adapter(&socket, vec![private_room]).await;
     }
     tracing::debug!(sid = %socket.id, ns = socket.ns(), "socket connected");
@@ -194,7 +217,7 @@ async fn join<A: Adapter>(socket: &SocketRef<A>, data: Option<Payload>, context:
 
     // The socket may have disconnected while the adapter was joining; its disconnect handler has
     // then already left its rooms, so this join would outlive it.
-    if !socket.connected() {
+    if socket.extensions.get::<SocketState>().is_none_or(|state| state.is_disconnected()) {
         leave_through_adapter(socket, vec![request.room]).await;
         return Err(rejected(context, "join", "disconnected", "socket disconnected during join".into()));
     }
@@ -251,6 +274,11 @@ fn on_unknown_event<A: Adapter>(socket: SocketRef<A>, event: String, context: &S
 }
 
 async fn on_disconnect<A: Adapter>(socket: SocketRef<A>, reason: DisconnectReason, context: Arc<SocketContext>) {
+    let state = socket.extensions.get::<SocketState>();
+    if let Some(state) = &state {
+        state.disconnected.store(true, Ordering::SeqCst);
+    }
+
     // Rooms are left through the adapter before this handler returns; socketioxide clears its own
     // room map only afterwards, without telling the adapter.
     let rooms: Vec<String> = socket.rooms().into_iter().map(|room| room.to_string()).collect();
@@ -258,11 +286,11 @@ async fn on_disconnect<A: Adapter>(socket: SocketRef<A>, reason: DisconnectReaso
         leave_through_adapter(&socket, rooms).await;
     }
 
-    if let Some(state) = socket.extensions.get::<SocketState>() {
+    if let Some(state) = state {
         if let (Some(limiter), Some(subject)) = (&context.user_limiter, &state.grants.subject) {
             limiter.release(subject, &socket.id.to_string()).await;
         }
-        if state.counted.swap(false, Ordering::SeqCst) {
+        if state.count.swap(COUNT_GONE, Ordering::SeqCst) == COUNT_COUNTED {
             context.metrics.socket_disconnected(disconnect_label(reason));
         }
     }

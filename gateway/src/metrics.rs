@@ -68,9 +68,16 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Counts a socket as connected; see [`Metrics::undo_connected`].
     pub fn socket_connected(&self) {
         self.connected.fetch_add(1, Ordering::SeqCst);
         self.connect_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Takes back [`Metrics::socket_connected`] for a socket whose disconnect came first.
+    pub fn undo_connected(&self) {
+        self.connected.fetch_sub(1, Ordering::SeqCst);
+        self.connect_total.fetch_sub(1, Ordering::Relaxed);
     }
 
     pub fn socket_disconnected(&self, reason: &'static str) {

@@ -1,0 +1,55 @@
+// Heartbeats, scaled down from 1,000 clients for 10 minutes at 25 s / 20 s to 200 clients for
+// 3 s at 500 ms / 500 ms: six ping rounds with every client idle and none dropped. A client that
+// never answers pings is dropped with reason ping_timeout and leaves its rooms.
+"use strict";
+
+const test = require("node:test");
+const assert = require("node:assert/strict");
+const { connect, metric, rawSocket, request, startGateway, waitFor, within } = require("./helpers");
+
+const PING_INTERVAL_MS = 500;
+const PING_TIMEOUT_MS = 500;
+
+test("heartbeats", async (t) => {
+  const gateway = await startGateway([
+    "--ping-interval",
+    `${PING_INTERVAL_MS}ms`,
+    "--ping-timeout",
+    `${PING_TIMEOUT_MS}ms`,
+  ]);
+  t.after(() => gateway.stop());
+
+  await t.test("idle clients that answer pings stay connected", async (st) => {
+    const sockets = [];
+    for (let i = 0; i < 200; i++) sockets.push(await connect(gateway.url));
+    st.after(() => sockets.forEach((s) => s.close()));
+    let disconnects = 0;
+    sockets.forEach((s) => s.on("disconnect", () => disconnects++));
+    await new Promise((r) => setTimeout(r, 6 * PING_INTERVAL_MS));
+    assert.equal(disconnects, 0);
+    assert.equal(await metric(gateway, 'socket_io_disconnect_total{reason="ping_timeout"}'), 0);
+  });
+
+  await t.test("a client that never answers pings is dropped and leaves its rooms", async () => {
+    // The raw client answers nothing, so the server's pings go unanswered.
+    const raw = await rawSocket(gateway);
+    raw.ws.send("40");
+    await raw.waitForMessage("namespace CONNECT", (m) => m.startsWith("40"));
+    raw.ws.send('420["join",{"room":"silent"}]');
+    await raw.waitForMessage("join ack", (m) => m.startsWith("430"));
+
+    await within("the server to close the silent client", raw.closed, 4 * (PING_INTERVAL_MS + PING_TIMEOUT_MS));
+    await waitFor("the ping_timeout disconnect to be counted", async () =>
+      (await metric(gateway, 'socket_io_disconnect_total{reason="ping_timeout"}')) === 1,
+    );
+
+    // A member of the room sees only itself there afterwards: a publish reaches one socket.
+    const member = await connect(gateway.url);
+    await request(member, "join", { room: "silent" });
+    let received = 0;
+    member.on("echo", () => received++);
+    await request(member, "publish", { room: "silent", event: "echo", data: 1 });
+    await waitFor("the echo", () => received === 1);
+    member.close();
+  });
+});
