@@ -17,7 +17,8 @@
 #   REDIS_CLUSTER_OWNER_PID --owner-pid stop the cluster once this process exits (default: never)
 #
 # `start` stops a cluster left in the same folder first, so it is safe to call again; it prints
-# `redis-cluster: ok <bind>:<port>..<port+5>` once every node reports cluster_state:ok.
+# `redis-cluster: ok <bind>:<port>..<port+5>` once every node reports cluster_state:ok and the three
+# replicas are in sync with their masters (so a master can fail over from then on).
 # `status` prints CLUSTER INFO and CLUSTER NODES of the first node that answers.
 # `stop` ends the node processes by the pids in their pid files and waits for them to exit.
 set -euo pipefail
@@ -100,6 +101,16 @@ start_node() {
   redis-server "${args[@]}"
 }
 
+replicas_in_sync() {
+  local node_port count=0
+  for node_port in "${node_ports[@]}"; do
+    if cli "$node_port" info replication 2>/dev/null | grep -q '^master_link_status:up'; then
+      count=$((count + 1))
+    fi
+  done
+  echo "$count"
+}
+
 wait_cluster_ok() {
   local deadline=$((SECONDS + wait_seconds)) node_port all_ok
   while ((SECONDS < deadline)); do
@@ -110,12 +121,13 @@ wait_cluster_ok() {
         break
       fi
     done
-    if ((all_ok)); then
+    # A replica can take over only once it is attached and synced, so wait for three of them.
+    if ((all_ok)) && (($(replicas_in_sync) == 3)); then
       return 0
     fi
     sleep 0.2
   done
-  echo "redis-cluster: timed out after ${wait_seconds}s waiting for cluster_state:ok on $bind:$port..$((port + 5)); logs in $dir/*/redis.log" >&2
+  echo "redis-cluster: timed out after ${wait_seconds}s waiting for cluster_state:ok and 3 synced replicas on $bind:$port..$((port + 5)); logs in $dir/*/redis.log" >&2
   return 1
 }
 

@@ -76,9 +76,14 @@ impl Cluster {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
-    /// Ports of the current masters.
+    /// Runs redis-cli against the first node that answers (a killed node prints nothing).
+    pub fn cli_any(&self, args: &[&str]) -> String {
+        (0..6).map(|i| self.cli(self.port + i, args)).find(|out| !out.trim().is_empty()).unwrap_or_default()
+    }
+
+    /// Ports of the current masters that are not marked failed.
     pub fn master_ports(&self) -> Vec<u16> {
-        let nodes = self.cli(self.port, &["cluster", "nodes"]);
+        let nodes = self.cli_any(&["cluster", "nodes"]);
         let mut ports: Vec<u16> = nodes
             .lines()
             .filter(|line| line.contains("master") && !line.contains("fail"))
@@ -385,6 +390,26 @@ impl Clients {
             }
         });
         counts
+    }
+}
+
+impl Clients {
+    /// Reads output for `period` and returns the `n` field of every `event` received, in order.
+    pub async fn count_numbered(&mut self, event: &str, period: Duration) -> Vec<u64> {
+        let deadline = tokio::time::Instant::now() + period;
+        while let Ok(Ok(Some(line))) = tokio::time::timeout_at(deadline, self.lines.next_line()).await {
+            self.seen.push(serde_json::from_str(&line).expect("driver output is JSON"));
+        }
+        let mut numbers = Vec::new();
+        self.seen.retain(|v| {
+            if v["type"] == "event" && v["event"] == event {
+                numbers.push(v["data"]["n"].as_u64().unwrap());
+                false
+            } else {
+                true
+            }
+        });
+        numbers
     }
 }
 
