@@ -1,5 +1,6 @@
 //! socketfleet gateway: a Socket.IO server that runs as one member of a fleet.
 //!
+//! - [`adapter`]: the room-sharded Redis adapter that carries broadcasts between pods.
 //! - [`config`]: flags and `SOCKETFLEET_*` environment, shared with the operator.
 //! - [`namespace`]: the naming rule for namespace paths, shared with the CRD.
 //! - [`status`]: the adapter's health and metrics as `/readyz` and `/metrics` see them.
@@ -13,6 +14,7 @@
 //! - [`metrics`]: counters and gauges in the Prometheus text format.
 //! - [`payload`]: event data relayed to rooms, binary attachments included.
 
+pub mod adapter;
 pub mod admin;
 pub mod auth;
 pub mod config;
