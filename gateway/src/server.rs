@@ -8,16 +8,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use socketioxide::adapter::{Adapter, LocalAdapter};
+use socketioxide::adapter::{Adapter, Emitter, LocalAdapter};
 use socketioxide::{ParserConfig, SocketIo, TransportType};
 use socketioxide_core::adapter::DefinedAdapter;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::adapter::{AdapterConfig, ConnectOptions, RedisAdapter, RedisAdapterState, Topology};
 use crate::admin::{self, AdminState};
 use crate::auth::{AuthError, Verifier};
-use crate::config::{Config, ConfigError, Transport};
+use crate::config::{Config, ConfigError, RedisMode, Transport};
 use crate::connection::{Connections, TrackedListener, admit};
 use crate::events::{SocketContext, serve_namespace};
 use crate::metrics::Metrics;
@@ -45,8 +46,8 @@ pub enum ServeError {
     Bind { port_flag: &'static str, address: SocketAddr, source: std::io::Error },
     #[error("namespace {namespace} failed to initialise in the adapter: {reason}")]
     NamespaceInit { namespace: String, reason: String },
-    #[error("--redis-url is set but this build has no fleet adapter; unset --redis-url to run alone")]
-    FleetAdapterUnavailable,
+    #[error("failed to start the fleet adapter on --redis-url: {0}")]
+    FleetAdapter(crate::adapter::Error),
     #[error("server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -87,13 +88,27 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
     }
 }
 
-/// The one place that builds the fleet adapter from the Redis flags and serves with it.
+/// Builds the fleet adapter from the Redis flags and serves with it; the only place that does.
+/// NOTE: until the fleet adapter is wired in here, --redis-url stops startup with an error.
 async fn serve_with_fleet_adapter(
-    _config: Config,
-    _listeners: Listeners,
-    _shutdown: impl Future<Output = ()> + Send + 'static,
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    Err(ServeError::FleetAdapterUnavailable)
+    let url = config.redis_url.clone().unwrap_or_default();
+    let options = ConnectOptions {
+        // A cluster client needs one node that answers; several seeds may be given comma-separated.
+        urls: url.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned).collect(),
+        topology: match config.redis_mode {
+            RedisMode::Cluster => Topology::Cluster,
+            RedisMode::Standalone => Topology::Standalone,
+        },
+        username: config.redis_username.clone(),
+        password: config.redis_password()?,
+    };
+    let state = RedisAdapterState::connect(options, AdapterConfig::default()).await.map_err(ServeError::FleetAdapter)?;
+    let status: Arc<dyn AdapterStatus> = Arc::new(state.clone());
+    serve::<RedisAdapter<Emitter>>(config, listeners, state, status, shutdown).await
 }
 
 /// Serves every namespace with adapter `A` until `shutdown`, then drains.

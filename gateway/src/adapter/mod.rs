@@ -230,6 +230,12 @@ impl crate::status::AdapterStatus for RedisAdapterState {
     }
 }
 
+impl crate::server::GatewayAdapter for RedisAdapter<socketioxide::adapter::Emitter> {
+    fn namespace_ready(init: InitFuture) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>> {
+        Box::pin(async move { init.await.map_err(|err| err.to_string()) })
+    }
+}
+
 // ==== Background tasks ====
 
 async fn dispatch_loop(shared: Weak<Shared>, mut incoming: mpsc::Receiver<Incoming>) {
