@@ -1,0 +1,211 @@
+//! The node agent: a small stand-in for a kubelet and a cloud load balancer on one machine.
+//!
+//! What it does:
+//! - registers a Node with a Ready condition and renews its Lease in `kube-node-lease`;
+//! - runs each pod bound to that node as local processes, one per container, inside a network
+//!   namespace of its own with an address on the bridge, so every pod can bind the same port;
+//! - maps a container image to a local binary by the image's last path component
+//!   (`ghcr.io/socketfleet/gateway:0.1.0` runs the binary configured for `gateway`);
+//! - sets env as the pod spec says (values, downward API field refs, Secret and ConfigMap keys,
+//!   `envFrom`, `$(VAR)` expansion) and passes the pod's args;
+//! - mounts a projected service-account token from the TokenRequest API, with `ca.crt` and
+//!   `namespace`, at `/var/run/secrets/kubernetes.io/serviceaccount` and sets
+//!   `KUBERNETES_SERVICE_HOST`/`PORT` to the API server's address;
+//! - runs HTTP and TCP readiness, liveness and startup probes, and reports the pod's phase, IP,
+//!   conditions and container statuses;
+//! - on deletion sends SIGTERM, waits for the grace period, then SIGKILL, and removes the pod;
+//! - gives each LoadBalancer Service one address and forwards its TCP ports round-robin over the
+//!   ready endpoints of its EndpointSlices, with no stickiness.
+//!
+//! What it does not do, compared with a kubelet:
+//! - no container images, cgroups, resource limits, user, PID or filesystem isolation: a pod's
+//!   processes run as root on the host's filesystem and only the network and mount namespaces differ;
+//! - volumes other than the service-account token are not mounted (the pod starts without them);
+//! - init containers, sidecars, exec probes, gRPC probes, lifecycle hooks, `kubectl exec`,
+//!   port-forward and attach are not supported, and `kubectl logs` is not served (logs are files in
+//!   the state directory);
+//! - no ClusterIP routing and no cluster DNS: pods reach the API server and Redis by the node address
+//!   and other pods by pod IP, and `KUBERNETES_SERVICE_HOST` is the node address, not the `kubernetes`
+//!   Service's cluster IP;
+//! - no eviction under pressure, no node status beyond Ready, no restart of pods after the agent
+//!   itself restarts with a new IP kept stable.
+
+pub mod env;
+pub mod images;
+pub mod lease;
+pub mod loadbalancer;
+pub mod network;
+pub mod pods;
+pub mod probe;
+pub mod process;
+pub mod registration;
+pub mod status;
+pub mod token;
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Parser;
+use kube::Client;
+use tracing::info;
+
+pub use images::ImageMap;
+pub use network::{IpRange, PodNetwork};
+
+/// Errors of the node agent, named by what failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API request failed: {0}")]
+    Kube(#[from] kube::Error),
+
+    #[error("command `{command}` failed: {message}")]
+    Command { command: String, message: String },
+
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("no free address left in {0}")]
+    AddressesExhausted(String),
+
+    #[error("image {image} has no local binary; map it with --image NAME=PATH")]
+    ImageNotMapped { image: String },
+
+    #[error("invalid pod spec: {0}")]
+    InvalidSpec(String),
+
+    #[error("{0} was not found")]
+    NotFound(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Command-line settings of `socketfleet-node`. Every flag has an env fallback
+/// `SOCKETFLEET_NODE_<FLAG>`.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "socketfleet-node", about = "Runs the pods of one Kubernetes node as local processes")]
+pub struct Config {
+    /// Kubeconfig of the cluster; the agent needs rights on nodes, leases, pods, pod status,
+    /// service-account tokens, secrets, configmaps, services, service status and endpointslices.
+    #[arg(long, env = "SOCKETFLEET_NODE_KUBECONFIG")]
+    pub kubeconfig: PathBuf,
+
+    /// Name of the Node to register.
+    #[arg(long, env = "SOCKETFLEET_NODE_NODE_NAME", default_value = "socketfleet-local")]
+    pub node_name: String,
+
+    /// Address of the node on the bridge: pods use it as their default gateway and as the API
+    /// server's address.
+    #[arg(long, env = "SOCKETFLEET_NODE_NODE_IP")]
+    pub node_ip: Ipv4Addr,
+
+    /// Port of the API server on the node address, given to pods as KUBERNETES_SERVICE_PORT.
+    #[arg(long, env = "SOCKETFLEET_NODE_APISERVER_PORT", default_value_t = 6443)]
+    pub apiserver_port: u16,
+
+    /// Linux bridge the pods' veths join; it must exist and carry the node address.
+    #[arg(long, env = "SOCKETFLEET_NODE_BRIDGE", default_value = "sfbr0")]
+    pub bridge: String,
+
+    /// Prefix length of the bridge subnet, used for pod addresses.
+    #[arg(long, env = "SOCKETFLEET_NODE_PREFIX_LEN", default_value_t = 24)]
+    pub prefix_len: u8,
+
+    /// Pod addresses, as FIRST-LAST inside the bridge subnet.
+    #[arg(long, env = "SOCKETFLEET_NODE_POD_IP_RANGE")]
+    pub pod_ip_range: IpRange,
+
+    /// LoadBalancer Service addresses, as FIRST-LAST inside the bridge subnet; each is added to the
+    /// bridge as a /32 while its Service exists.
+    #[arg(long, env = "SOCKETFLEET_NODE_LOAD_BALANCER_IP_RANGE")]
+    pub load_balancer_ip_range: IpRange,
+
+    /// Folder for pod state: service-account token files and container logs.
+    #[arg(long, env = "SOCKETFLEET_NODE_STATE_DIR")]
+    pub state_dir: PathBuf,
+
+    /// CA certificate given to pods as ca.crt next to their token.
+    #[arg(long, env = "SOCKETFLEET_NODE_CA_FILE")]
+    pub ca_file: PathBuf,
+
+    /// Image to binary mapping, as NAME=PATH where NAME is the image's last path component without
+    /// tag or digest; repeatable.
+    #[arg(long = "image", env = "SOCKETFLEET_NODE_IMAGES", value_delimiter = ',', required = true)]
+    pub images: Vec<String>,
+
+    /// Allocatable CPUs reported on the Node; 0 reports the machine's count.
+    #[arg(long, env = "SOCKETFLEET_NODE_CPUS", default_value_t = 0)]
+    pub cpus: u32,
+
+    /// Allocatable memory reported on the Node, as a Kubernetes quantity.
+    #[arg(long, env = "SOCKETFLEET_NODE_MEMORY", default_value = "16Gi")]
+    pub memory: String,
+
+    /// Log filter (tracing-subscriber's EnvFilter syntax).
+    #[arg(long, env = "SOCKETFLEET_NODE_LOG", default_value = "info")]
+    pub log: String,
+}
+
+/// Everything a pod worker needs, shared by all of them.
+pub struct Context {
+    pub client: Client,
+    pub config: Config,
+    pub images: ImageMap,
+    pub pod_ips: network::IpPool,
+}
+
+/// Runs the agent until SIGTERM or ctrl-c, then stops every pod it runs (each with its grace period)
+/// and the load balancer listeners.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(&config.kubeconfig)?;
+    let client_config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await?;
+    let client = Client::try_from(client_config)?;
+
+    let images = ImageMap::parse(&config.images)?;
+    let pod_ips = network::IpPool::new(config.pod_ip_range.clone());
+    let load_balancer_ips = network::IpPool::new(config.load_balancer_ip_range.clone());
+    process::prepare_token_mount_point().await?;
+    tokio::fs::create_dir_all(&config.state_dir)
+        .await
+        .map_err(|source| Error::Io { path: config.state_dir.display().to_string(), source })?;
+
+    registration::register(&client, &config).await?;
+    info!(node = %config.node_name, "node registered");
+
+    let context = Arc::new(Context { client: client.clone(), config: config.clone(), images, pod_ips });
+    let shutdown = tokio_util_shutdown();
+
+    let heartbeat = tokio::spawn(lease::renew_forever(client.clone(), config.node_name.clone()));
+    let balancer = tokio::spawn(loadbalancer::run(
+        client.clone(),
+        config.bridge.clone(),
+        load_balancer_ips,
+        shutdown.clone(),
+    ));
+    let pods = pods::run(context, shutdown.clone()).await;
+
+    heartbeat.abort();
+    let _ = balancer.await;
+    info!(node = %config.node_name, "node agent stopped");
+    pods
+}
+
+/// A watch channel that turns true on SIGTERM or ctrl-c.
+fn tokio_util_shutdown() -> tokio::sync::watch::Receiver<bool> {
+    let (sender, receiver) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler can be installed");
+        tokio::select! {
+            _ = terminate.recv() => info!("received SIGTERM; stopping pods"),
+            _ = tokio::signal::ctrl_c() => info!("received ctrl-c; stopping pods"),
+        }
+        let _ = sender.send(true);
+    });
+    receiver
+}
