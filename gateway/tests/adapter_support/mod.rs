@@ -328,7 +328,13 @@ impl Clients {
 
     /// Connects client `name` to `url` and returns its socket id once its id room is joined.
     pub async fn connect(&mut self, name: &str, url: &str) -> String {
-        self.send(json!({"cmd": "connect", "client": name, "url": url})).await;
+        self.connect_on(name, url, "ready").await
+    }
+
+    /// Connects client `name` and returns its socket id once the server sent `ready_event`
+    /// (`connect` for servers that send nothing).
+    pub async fn connect_on(&mut self, name: &str, url: &str, ready_event: &str) -> String {
+        self.send(json!({"cmd": "connect", "client": name, "url": url, "readyEvent": ready_event})).await;
         let connected = self
             .wait_for(&format!("{name} to connect"), |v| v["type"] == "connected" && v["client"] == name)
             .await;

@@ -1,7 +1,8 @@
 // Drives socket.io clients for the adapter tests: reads one JSON command per line on stdin and
 // writes one JSON event per line on stdout. Commands:
-//   {"cmd":"connect","client":"c1","url":"http://127.0.0.1:3000/"}  -> {"type":"connected","client","sid"}
-//     (the client reports connected once the server sends "ready", i.e. its id room is joined)
+//   {"cmd":"connect","client":"c1","url":"http://127.0.0.1:3000/","readyEvent":"ready"}
+//     -> {"type":"connected","client","sid"} once the server sends readyEvent (the test pods send
+//     "ready" after the socket joined its id room); readyEvent "connect" reports on connect.
 //   {"cmd":"emit","client":"c1","event":"join","data":{...},"ack":true,"tag":"t1"} -> {"type":"ack","client","tag","data"}
 //   {"cmd":"close","client":"c1"}                                   -> {"type":"closed","client"}
 //   {"cmd":"exit"}
@@ -14,10 +15,14 @@ const { io } = require("socket.io-client");
 const clients = new Map();
 const write = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
 
-function connect({ client, url }) {
+function connect({ client, url, readyEvent = "ready" }) {
   const socket = io(url, { transports: ["websocket"], reconnection: false, forceNew: true });
   clients.set(client, socket);
-  socket.on("ready", (sid) => write({ type: "connected", client, sid }));
+  if (readyEvent === "connect") {
+    socket.on("connect", () => write({ type: "connected", client, sid: socket.id }));
+  } else {
+    socket.on(readyEvent, (sid) => write({ type: "connected", client, sid }));
+  }
   socket.on("connect_error", (err) => write({ type: "connect_error", client, message: String(err && err.message) }));
   socket.on("disconnect", (reason) => write({ type: "disconnected", client, reason }));
   socket.onAny((event, ...args) => {
