@@ -62,18 +62,16 @@ impl AsyncPushSender for PushQueue {
         let Some(incoming) = to_incoming(info) else {
             return Ok(());
         };
-        let is_message = matches!(incoming, Incoming::Message { .. });
         match self.tx.try_send(incoming) {
             Ok(()) => {
                 self.metrics.queue_depth_add(1);
                 Ok(())
             }
             Err(mpsc::error::TrySendError::Full(dropped)) => {
-                if is_message {
-                    self.metrics.record_queue_full();
-                } else {
-                    // A lost control push would hide a lost subscription, so treat it like one.
-                    self.metrics.record_queue_full();
+                self.metrics.record_queue_full();
+                if !matches!(dropped, Incoming::Message { .. }) {
+                    // A dropped SUNSUBSCRIBE or disconnection would hide a lost subscription; the
+                    // health check finds it on its next run.
                     tracing::warn!(push = ?dropped, "adapter queue full, dropped a subscription push");
                 }
                 Ok(())
@@ -132,7 +130,7 @@ pub struct Standalone {
 /// Subscription count of one connection, as the health check compares it.
 #[derive(Debug)]
 pub struct NodeSubscriptions {
-    /// First slot the node serves (cluster), used to route to it; `None` for standalone.
+    /// Slot ranges the primary serves; empty for a standalone server.
     pub slot_ranges: Vec<(u16, u16)>,
     /// Channel subscriptions the server has for this pod's connection (`ssub` or `sub`).
     pub subscribed: Option<usize>,
