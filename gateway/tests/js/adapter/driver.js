@@ -6,7 +6,8 @@
 //   {"cmd":"emit","client":"c1","event":"join","data":{...},"ack":true,"tag":"t1"} -> {"type":"ack","client","tag","data"}
 //   {"cmd":"close","client":"c1"}                                   -> {"type":"closed","client"}
 //   {"cmd":"exit"}
-// Every event a client receives is written as {"type":"event","client","event","data"}. A client
+// Every event a client receives is written as {"type":"event","client","event","at","data"}, where
+// "at" is the arrival time in milliseconds since the Unix epoch, with sub-millisecond digits. A client
 // answers events whose last argument is an ack callback with {"client": <id>, "event": <name>}.
 "use strict";
 const readline = require("node:readline");
@@ -32,7 +33,7 @@ function connect({ client, url, readyEvent = "ready" }) {
       args.pop();
       last({ client, event });
     }
-    write({ type: "event", client, event, at: Date.now(), data: args.length > 1 ? args : args[0] });
+    write({ type: "event", client, event, at: performance.timeOrigin + performance.now(), data: args.length > 1 ? args : args[0] });
   });
 }
 
