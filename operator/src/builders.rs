@@ -87,7 +87,7 @@ pub fn selector_labels(rtns: &RealtimeNamespace) -> BTreeMap<String, String> {
     ])
 }
 
-/// The selector labels as a label selector string, for `status.selector`.
+/// Formats the selector labels as a label selector string, for `status.selector`.
 pub fn selector_string(rtns: &RealtimeNamespace) -> String {
     selector_labels(rtns)
         .iter()
@@ -141,7 +141,7 @@ pub fn desired_replicas(rtns: &RealtimeNamespace, current: Option<i32>) -> Optio
 }
 
 /// Renders the gateway Deployment. `replicas` comes from [`desired_replicas`]; `None` leaves
-/// `spec.replicas` out of the applied object so the HPA's value stands.
+/// `spec.replicas` out of the applied object so the HPA's value is kept.
 pub fn deployment(
     rtns: &RealtimeNamespace,
     settings: &BuildSettings,
@@ -151,7 +151,7 @@ pub fn deployment(
     let mut pod_labels = spec.gateway.pod_labels.clone();
     pod_labels.extend(object_labels(rtns));
 
-    let (env, volumes, mounts) = gateway_environment(rtns)?;
+    let PodEnvironment { env, volumes, mounts } = gateway_environment(rtns)?;
     let container = Container {
         name: CONTAINER_NAME.to_owned(),
         image: Some(spec.gateway.image.clone().unwrap_or_else(|| settings.gateway_image.clone())),
@@ -292,8 +292,15 @@ pub fn redis_url_from_endpoints(rtns: &RealtimeNamespace) -> Option<String> {
     Some(format!("{scheme}://{endpoint}"))
 }
 
+/// Container environment of a gateway pod and the volumes its Secret files come from.
+struct PodEnvironment {
+    env: Vec<EnvVar>,
+    volumes: Vec<Volume>,
+    mounts: Vec<VolumeMount>,
+}
+
 /// Renders the container environment and the Secret volumes behind it.
-fn gateway_environment(rtns: &RealtimeNamespace) -> Result<(Vec<EnvVar>, Vec<Volume>, Vec<VolumeMount>), BuildError> {
+fn gateway_environment(rtns: &RealtimeNamespace) -> Result<PodEnvironment, BuildError> {
     let spec = &rtns.spec;
     let config = gateway_config(rtns)?;
 
@@ -354,7 +361,7 @@ fn gateway_environment(rtns: &RealtimeNamespace) -> Result<(Vec<EnvVar>, Vec<Vol
             ..VolumeMount::default()
         });
     }
-    Ok((env, volumes, mounts))
+    Ok(PodEnvironment { env, volumes, mounts })
 }
 
 fn label_selector(rtns: &RealtimeNamespace) -> LabelSelector {
@@ -578,8 +585,8 @@ pub enum DisruptionBudget {
 /// (the HPA's minimum is at least 1).
 ///
 /// `maxUnavailable` rather than `minAvailable` keeps one disruption allowed for any pod count,
-/// including a single-pod fleet, and `AlwaysAllow` lets a drain evict pods that are not ready,
-/// so the budget never blocks a drain.
+/// including a single-pod fleet, and `AlwaysAllow` lets a drain evict pods that are not ready.
+/// The `budget_never_blocks_a_drain` test checks both for 0 to 3 pods and HPA minimums 1 and 2.
 pub fn pod_disruption_budget(rtns: &RealtimeNamespace, replicas: Option<i32>) -> Result<DisruptionBudget, BuildError> {
     if replicas == Some(0) {
         return Ok(DisruptionBudget::NotNeeded);
@@ -607,7 +614,7 @@ pub fn pod_disruption_budget(rtns: &RealtimeNamespace, replicas: Option<i32>) ->
     })))
 }
 
-/// Whether `maxUnavailable` allows zero disruptions. Percentages round up, so any percentage
+/// Returns whether `maxUnavailable` allows zero disruptions. Percentages round up, so any percentage
 /// above zero allows one pod for a fleet of at least one pod.
 fn allows_no_disruption(max_unavailable: &IntOrString) -> bool {
     match max_unavailable {
@@ -755,12 +762,16 @@ mod tests {
         let deployment = deployment(&example("full.yaml"), &settings(), None).unwrap();
         let secret_names = GatewayConfig::secret_env_names();
         for var in container(&deployment).env.iter().flatten() {
-            if var.name == "SOCKETFLEET_REDIS_URL" && var.value.is_some() {
+            if var.name == "SOCKETFLEET_REDIS_URL"
+                && let Some(url) = &var.value
+            {
                 // Built from endpoints, so it carries no credentials.
-                assert!(!var.value.as_ref().unwrap().contains('@'));
+                assert!(!url.contains('@'), "{url}");
                 continue;
             }
-            assert!(!(secret_names.contains(&var.name) && var.value.is_some()), "{} has a plain value", var.name);
+            if secret_names.contains(&var.name) {
+                assert!(var.value.is_none(), "{} has a plain value", var.name);
+            }
         }
         let volumes = pod_spec(&deployment).volumes.clone().unwrap();
         let secrets: Vec<String> = volumes.iter().filter_map(|v| v.secret.as_ref()?.secret_name.clone()).collect();

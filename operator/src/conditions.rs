@@ -23,7 +23,7 @@ pub const REDIS_REACHABLE: &str = "RedisReachable";
 /// Result of the operator's own Redis check.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RedisCheck {
-    /// PING answered, and in cluster mode CLUSTER INFO reported `cluster_state:ok`.
+    /// PING succeeded, and in cluster mode CLUSTER INFO reported `cluster_state:ok`.
     Reachable { message: String },
     /// The check failed; `reason` is a CamelCase cause such as `ConnectFailed`.
     Unreachable { reason: &'static str, message: String },
@@ -31,7 +31,7 @@ pub enum RedisCheck {
     NotChecked,
 }
 
-/// What the reconcile observed about the gateway Deployment.
+/// Rollout state of the gateway Deployment as the reconcile observed it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RolloutObservation {
     /// Pods the Deployment should have (its `spec.replicas`).
@@ -141,8 +141,8 @@ pub fn desired_conditions(observation: &Observation) -> Vec<ConditionState> {
         RedisCheck::NotChecked => state(REDIS_REACHABLE, Unknown, "NotChecked", "Redis has not been checked yet"),
     };
 
-    // Degraded lists every problem so a person sees all of them at once; the reason names the
-    // most severe one.
+    // Degraded lists every problem so a person can read all of them at once. The reason names
+    // the most severe one.
     let mut problems: Vec<(&'static str, String)> = Vec::new();
     if let Some(rollout) = &observation.rollout
         && rollout.deadline_exceeded
@@ -233,17 +233,18 @@ pub fn transitions(previous: &[Condition], current: &[Condition]) -> Vec<Transit
             if old.is_some_and(|old| old.status == condition.status) {
                 return None;
             }
-            // A first Unknown is no news.
-            if old.is_none() && condition.status == "Unknown" {
-                return None;
-            }
-            Some(Transition {
+            let transition = Transition {
                 type_: condition.type_.clone(),
                 from: old.map(|old| old.status.clone()),
                 to: condition.status.clone(),
                 reason: condition.reason.clone(),
                 message: condition.message.clone(),
-            })
+            };
+            // A condition's first value is news only when it needs a person's attention.
+            if old.is_none() && !transition.is_warning() {
+                return None;
+            }
+            Some(transition)
         })
         .collect()
 }
@@ -439,11 +440,13 @@ mod tests {
     }
 
     #[test]
-    fn first_unknown_is_no_transition() {
-        let mut observed = observation(None);
+    fn first_values_report_only_warnings() {
+        let mut observed = observation(Some(RolloutObservation { ready: 0, ..steady_rollout(2) }));
         observed.redis = RedisCheck::NotChecked;
         let first = merge_conditions(&[], &desired_conditions(&observed), Some(1), at(0));
         let flipped = transitions(&[], &first);
-        assert!(flipped.iter().all(|t| t.type_ != REDIS_REACHABLE));
+        let types: Vec<&str> = flipped.iter().map(|t| t.type_.as_str()).collect();
+        assert_eq!(types, vec![READY]);
+        assert!(flipped[0].is_warning());
     }
 }

@@ -27,12 +27,12 @@ use crate::crd::{RealtimeNamespace, RealtimeNamespaceStatus, ServiceType};
 use crate::metrics::Metrics;
 use crate::probes::{self, RedisTarget};
 
-/// Field manager that holds `spec.replicas` of a Deployment while it passes to the HPA. Without
+/// Field manager that owns `spec.replicas` of a Deployment while it passes to the HPA. Without
 /// it, the first apply that omits `spec.replicas` would remove the field (the operator was its
 /// only owner) and the Deployment would fall back to one pod before the HPA acts.
 pub const HANDOVER_MANAGER: &str = "socketfleet-operator-handover";
 
-/// Longest wait between two attempts at a failing RealtimeNamespace.
+/// Maximum wait between two attempts at a failing RealtimeNamespace.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 /// First wait after a failed reconcile; it doubles with each further failure.
@@ -288,7 +288,7 @@ pub fn next_status(
         observed_generation: observation.generation,
         replicas: rollout.replicas,
         ready_replicas: rollout.ready,
-        // When no pod answered, the last known count stands rather than a false zero.
+        // When no pod responded, the last known count is kept rather than a false zero.
         connections: connections.unwrap_or(previous.connections),
         endpoint: Some(endpoint(rtns, service)),
         selector: Some(builders::selector_string(rtns)),
@@ -401,7 +401,7 @@ where
     }
 }
 
-/// Whether `manager` owns `spec.replicas` of the Deployment through an apply.
+/// Returns whether `manager` owns `spec.replicas` of the Deployment through an apply.
 pub fn manager_owns_replicas(deployment: &Deployment, manager: &str) -> bool {
     deployment.metadata.managed_fields.iter().flatten().any(|entry| {
         entry.manager.as_deref() == Some(manager)

@@ -37,6 +37,8 @@ pub const DEFAULT_TARGET_CPU_UTILIZATION: i32 = 70;
 // ---------------------------------------------------------------------------------------------
 
 /// Desired state of one Socket.IO namespace served by one gateway fleet with one Redis binding.
+// Each printcolumn repeats `type_`, which clippy reads as a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "socketfleet.io",
@@ -292,7 +294,7 @@ pub struct ScalingSpec {
     pub scale_down_period_seconds: i32,
 }
 
-/// How the gateways talk to Redis.
+/// Redis topology the gateways connect to.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RedisMode {
@@ -406,7 +408,7 @@ pub enum JwtAlgorithm {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PublishSpec {
-    /// Secret key holding the bearer token of the publish API. Without it the API answers 403.
+    /// Secret key holding the bearer token of the publish API. Without it the API returns 403.
     pub token_secret_ref: SecretKeyRef,
 }
 
@@ -433,7 +435,7 @@ impl Default for DrainSpec {
 pub struct DisruptionSpec {
     /// Pods a voluntary disruption (such as a node drain) may take down at once: a count or a
     /// percentage such as `25%`, rounded up. A value that allows no disruption is not rendered,
-    /// because such a budget would block every node drain; the Degraded condition says so.
+    /// because such a budget would block every node drain. The Degraded condition reports it instead.
     #[serde(default = "default_max_unavailable")]
     #[x_kube(validation = Rule::new("string(self).matches('^[0-9]{1,9}$') || string(self).matches('^[0-9]{1,3}%$')").message("spec.disruption.maxUnavailable must be a count of at least 0 or a percentage such as 25%"))]
     pub max_unavailable: IntOrString,

@@ -40,7 +40,7 @@ pub enum LeaseError {
     Conflict { name: String },
 }
 
-/// What an elector should do with the Lease it read.
+/// Action of an elector on the Lease it read.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Decision {
     /// No Lease exists: create one held by us.

@@ -24,7 +24,7 @@ const MAX_METRICS_BYTES: u64 = 4 * 1024 * 1024;
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedisTarget {
     pub mode: RedisMode,
-    /// `redis://` or `rediss://` URLs, tried in order until one answers.
+    /// `redis://` or `rediss://` URLs, tried in order until one responds.
     pub urls: Vec<String>,
     pub username: Option<String>,
     pub password: Option<String>,
@@ -75,7 +75,7 @@ async fn read_secret_key(secrets: &Api<Secret>, reference: &SecretKeyRef) -> Res
 }
 
 /// Sends PING, and CLUSTER INFO in cluster mode, to the target's URLs in order and returns the
-/// result of the first one that answers.
+/// result of the first one that responds.
 pub async fn check_redis(target: &RedisTarget) -> RedisCheck {
     let mut last = RedisCheck::Unreachable { reason: "NoEndpoint", message: "no Redis endpoint is configured".into() };
     for url in &target.urls {
@@ -84,7 +84,7 @@ pub async fn check_redis(target: &RedisTarget) -> RedisCheck {
             Ok(check) => check,
             Err(_) => RedisCheck::Unreachable {
                 reason: "Timeout",
-                message: format!("{} did not answer within {}s", redact(url), PROBE_TIMEOUT.as_secs()),
+                message: format!("{} timed out after {}s", redact(url), PROBE_TIMEOUT.as_secs()),
             },
         };
         if matches!(last, RedisCheck::Reachable { .. }) {
@@ -126,14 +126,14 @@ async fn check_one(target: &RedisTarget, url: &str) -> RedisCheck {
         return unreachable("PingFailed", format!("PING to {shown} failed: {err}"));
     }
     if target.mode == RedisMode::Standalone {
-        return RedisCheck::Reachable { message: format!("{shown} answered PING") };
+        return RedisCheck::Reachable { message: format!("{shown} replied to PING") };
     }
 
     let info: redis::RedisResult<String> = redis::cmd("CLUSTER").arg("INFO").query_async(&mut connection).await;
     match info {
         Err(err) => unreachable("ClusterInfoFailed", format!("CLUSTER INFO on {shown} failed: {err}")),
         Ok(text) => match cluster_state(&text) {
-            Some("ok") => RedisCheck::Reachable { message: format!("{shown} answered PING and reports cluster_state:ok") },
+            Some("ok") => RedisCheck::Reachable { message: format!("{shown} replied to PING and reports cluster_state:ok") },
             Some(state) => unreachable("ClusterStateFail", format!("{shown} reports cluster_state:{state}")),
             None => unreachable("ClusterInfoFailed", format!("CLUSTER INFO on {shown} has no cluster_state line")),
         },
@@ -161,9 +161,9 @@ pub fn redact(url: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 
 /// Sums `socket_io_connected` over the running gateway pods of a RealtimeNamespace, read from
-/// each pod's admin port. Returns `None` when no pod answered.
+/// each pod's admin port. Returns `None` when no pod responded.
 ///
-/// NOTE: a pod that does not answer within the timeout is left out of the sum, so the total
+/// NOTE: a pod that does not respond within the timeout is left out of the sum, so the total
 /// undercounts while a pod is overloaded or unreachable from the operator.
 pub async fn live_connections(pods: &Api<Pod>, selector: &str) -> Result<Option<i64>, kube::Error> {
     let list = pods.list(&ListParams::default().labels(selector)).await?;
@@ -197,7 +197,7 @@ pub async fn scrape_connections(ip: &str, port: u16) -> std::io::Result<i64> {
     Ok(sum_metric(&body, crate::builders::CONNECTIONS_METRIC))
 }
 
-/// A minimal HTTP/1.0 GET: the server closes the connection after one plain response, so no
+/// Sends a minimal HTTP/1.0 GET. The server closes the connection after one plain response, so no
 /// client library is needed for the metrics text.
 async fn http_get(host: &str, port: u16, path: &str) -> std::io::Result<String> {
     let mut stream = TcpStream::connect(format!("{host}:{port}")).await?;
@@ -213,7 +213,7 @@ async fn http_get(host: &str, port: u16, path: &str) -> std::io::Result<String> 
     let status_ok = head.lines().next().is_some_and(|line| line.split_whitespace().nth(1) == Some("200"));
     if !status_ok {
         let status = head.lines().next().unwrap_or_default().to_owned();
-        return Err(std::io::Error::other(format!("metrics answered {status}")));
+        return Err(std::io::Error::other(format!("metrics request failed with {status}")));
     }
     Ok(body.to_owned())
 }

@@ -167,7 +167,7 @@ async fn steady_fleet_writes_status_once() {
     assert_eq!(ready.status, "True");
     assert_eq!(ready.observed_generation, Some(1));
 
-    // The second pass sees the status it wrote and sends no status patch and no event.
+    // The second pass reads the status it wrote and sends no status patch and no event.
     rtns.status = Some(status);
     let second = FakeApi::default();
     *second.deployment_status.lock().unwrap() = rolled_out(2);

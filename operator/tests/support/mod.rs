@@ -1,5 +1,5 @@
 //! A small in-process stand-in for the Kubernetes API server: it records every request and
-//! answers server-side applies by echoing the applied object, which is what a real API server
+//! responds to server-side applies by echoing the applied object, which is what a real API server
 //! returns for an object with no other field managers.
 
 use std::collections::HashMap;
@@ -126,7 +126,7 @@ pub async fn reconcile_on(api: &FakeApi, rtns: &RealtimeNamespace) -> Result<kub
     socketfleet_operator::controller::reconcile(Arc::new(rtns.clone()), context(api)).await
 }
 
-/// A context whose Redis check always answers, so no Redis server is needed.
+/// Builds a context whose Redis check always succeeds, so no Redis server is needed.
 pub fn context(api: &FakeApi) -> Arc<Context> {
     let client = api.client();
     let recorder = Recorder::new(client.clone(), Reporter { controller: "socketfleet-operator".into(), instance: Some("test".into()) });
@@ -153,7 +153,7 @@ pub fn example(name: &str) -> RealtimeNamespace {
     rtns
 }
 
-/// A Deployment status of a finished rollout with `pods` ready pods.
+/// Returns a Deployment status of a finished rollout with `pods` ready pods.
 pub fn rolled_out(pods: i32) -> Value {
     json!({"observedGeneration": 1, "replicas": pods, "updatedReplicas": pods, "readyReplicas": pods, "availableReplicas": pods})
 }
