@@ -19,7 +19,7 @@ use crate::events::{check_event_name, check_room_name};
 use crate::metrics::Metrics;
 use crate::status::AdapterStatus;
 
-/// What the admin handlers read.
+/// State shared by the admin handlers.
 pub struct AdminState<A: Adapter> {
     pub io: SocketIo<A>,
     pub namespaces: Vec<String>,
@@ -29,7 +29,7 @@ pub struct AdminState<A: Adapter> {
     pub adapter_status: Arc<dyn AdapterStatus>,
 }
 
-/// Reasons a publish request fails; [`ApiError::into_response`] maps each to one HTTP answer.
+/// Reasons a publish request fails; [`ApiError::into_response`] maps each to one HTTP response.
 #[derive(Debug, Error)]
 pub enum ApiError {
     #[error("publish API is off: start the gateway with --publish-token or --publish-token-file to enable it")]

@@ -1,8 +1,8 @@
 //! JWT verification for the socket.io `auth` payload and the rooms its claims grant.
 //!
-//! A client sends `{ token: "<jwt>" }` as its `auth` payload. The token's signature, `exp` and,
-//! when configured, `iss` and `aud` are checked; two array claims (names set by flags) list the
-//! rooms the socket may join and the rooms it may publish to, where `"*"` grants every room.
+//! A client sends `{ token: "<jwt>" }` as its `auth` payload. The gateway checks the token's
+//! signature, `exp` and, when configured, `iss` and `aud`. Two array claims, named by flags, list
+//! the rooms the socket may join and the rooms it may publish to. `"*"` grants every room.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -53,7 +53,7 @@ impl RoomGrant {
     }
 }
 
-/// What a verified token allows a socket to do.
+/// Permissions a verified token grants a socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grants {
     /// The `sub` claim, the user the per-user limit counts.

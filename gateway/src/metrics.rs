@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use socketioxide::socket::DisconnectReason;
 
-/// Why the gateway turned a connection or message away; the `reason` label of
+/// Cause of a rejected connection, socket or message: the `reason` label of
 /// `socketfleet_rejected_connections_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum RejectReason {

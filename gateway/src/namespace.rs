@@ -1,7 +1,7 @@
 //! The one naming rule for Socket.IO namespace paths.
 //!
-//! A namespace path travels inside Socket.IO packets (`40/chat,`), inside Redis channel names and
-//! inside Kubernetes objects, so the gateway, the adapter and the RealtimeNamespace CRD all accept
+//! A namespace path travels inside Socket.IO packets (`40/chat,`), Redis channel names and
+//! Kubernetes objects. The gateway, the adapter and the RealtimeNamespace CRD therefore accept
 //! exactly the same set: `/`, or `/` followed by 1 to 63 lowercase ASCII letters, digits and
 //! hyphens that neither start nor end with a hyphen (a DNS label). Commas end the namespace in the
 //! packet format, `#` and `?` carry meaning in channel names and URLs, and non-ASCII text has more

@@ -24,8 +24,8 @@ pub enum Payload {
 }
 
 impl Payload {
-    /// Whether an object with a `_placeholder` key is left, which means the packet announced
-    /// an attachment that the parser did not resolve.
+    /// Returns whether an object with a `_placeholder` key is left, which means the packet
+    /// announced an attachment that the parser did not resolve.
     pub fn has_unresolved_placeholder(&self) -> bool {
         match self {
             Payload::Array(items) => items.iter().any(Payload::has_unresolved_placeholder),

@@ -1,11 +1,11 @@
-//! What the gateway needs to know about its adapter for `/readyz` and `/metrics`.
+//! Adapter health and metrics, as `/readyz` and `/metrics` report them.
 
 /// Health and metrics of the adapter that carries broadcasts between pods.
 ///
 /// `/readyz` reports not ready while [`AdapterStatus::healthy`] is false (for example while Redis
 /// subscriptions are being restored), and `/metrics` appends [`AdapterStatus::render_metrics`].
 pub trait AdapterStatus: Send + Sync + 'static {
-    /// Whether the adapter can deliver broadcasts to and from other pods right now.
+    /// Returns whether the adapter can deliver broadcasts to and from other pods right now.
     fn healthy(&self) -> bool;
 
     /// A short reason for `/readyz` while unhealthy, e.g. "redis subscriptions are being restored".

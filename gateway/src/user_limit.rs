@@ -66,7 +66,7 @@ pub struct UserLimiter {
     connection: Connection,
     limit: u32,
     ttl: Duration,
-    /// Sockets this pod holds in Redis, by user.
+    /// Sockets this pod has counted in Redis, by user.
     held: Mutex<HashMap<String, Vec<String>>>,
 }
 
@@ -142,7 +142,7 @@ impl UserLimiter {
         }
     }
 
-    /// Number of sockets `subject` holds across the fleet, expired members excluded.
+    /// Returns the number of sockets counted for `subject` across the fleet.
     pub async fn count(&self, subject: &str) -> Result<u64, UserLimitError> {
         let mut command = redis::cmd("ZCOUNT");
         // Scores are Redis server milliseconds; expired members are removed on the next acquire,

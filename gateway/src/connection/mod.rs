@@ -2,7 +2,7 @@
 //! websocket upgrade, the payload cap on websocket frames, and closing connections during a drain.
 //!
 //! Every accepted TCP connection is wrapped in a [`TrackedStream`], which counts it while it is
-//! open and watches the client's websocket frames once the HTTP upgrade has been answered.
+//! open and watches the client's websocket frames once the server has sent its 101 upgrade response.
 //! The per-pod limit counts these TCP connections: with the websocket transport one client is one
 //! connection, with long-polling a client may hold two.
 
@@ -29,7 +29,7 @@ pub use frames::{CLOSE_GOING_AWAY, CLOSE_MESSAGE_TOO_BIG, FrameInspector, Inspec
 
 use crate::metrics::{Metrics, RejectReason};
 
-/// Seconds a rejected client is told to wait before retrying.
+/// Retry-After value, in seconds, sent to a rejected client.
 const RETRY_AFTER_SECONDS: u64 = 5;
 
 const CLOSE_NONE: u8 = 0;

@@ -1,6 +1,6 @@
 // Heartbeats, scaled down from 1,000 clients for 10 minutes at 25 s / 20 s to 200 clients for
 // 3 s at 500 ms / 500 ms: six ping rounds with every client idle and none dropped. A client that
-// never answers pings is dropped with reason ping_timeout and leaves its rooms.
+// sends no pong is dropped with reason ping_timeout and leaves its rooms.
 "use strict";
 
 const test = require("node:test");
@@ -31,7 +31,7 @@ test("heartbeats", async (t) => {
   });
 
   await t.test("a client that never answers pings is dropped and leaves its rooms", async () => {
-    // The raw client answers nothing, so the server's pings go unanswered.
+    // The raw client sends no pongs, so the server's pings time out.
     const raw = await rawSocket(gateway);
     raw.ws.send("40");
     await raw.waitForMessage("namespace CONNECT", (m) => m.startsWith("40"));
@@ -43,7 +43,7 @@ test("heartbeats", async (t) => {
       (await metric(gateway, 'socket_io_disconnect_total{reason="ping_timeout"}')) === 1,
     );
 
-    // A member of the room sees only itself there afterwards: a publish reaches one socket.
+    // Afterwards the room has one member left, so a publish reaches exactly one socket.
     const member = await connect(gateway.url);
     await request(member, "join", { room: "silent" });
     let received = 0;

@@ -47,7 +47,7 @@ function within(what, promise, timeoutMs = 10000) {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-/** Starts a gateway with extra flags and waits until /readyz answers 200. */
+/** Starts a gateway with extra flags and waits until /readyz returns 200. */
 async function startGateway(flags = [], env = {}) {
   const port = await freePort();
   const adminPort = await freePort();

@@ -6,7 +6,7 @@ const test = require("node:test");
 const assert = require("node:assert/strict");
 const { connect, rawSocket, rawUpgrade, request, startGateway, within } = require("./helpers");
 
-// [description, packet sent after CONNECT (or instead of it when `beforeConnect`), attachment]
+// [description, packet sent after the namespace CONNECT]
 const CLOSED_AFTER_CONNECT = [
   ["attachment count that must not be pre-allocated", "4999999999-[\"ev\"]"],
   ["empty event array", "42[]"],

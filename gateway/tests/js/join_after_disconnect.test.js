@@ -1,8 +1,8 @@
 // Join after disconnect: a client sends `join` and drops its TCP connection at once, so the
 // disconnect races the join. Scaled down from 10,000 iterations to 500. Afterwards no room entry
 // is left on the pod.
-// NOTE: the case's join handler awaits 200 ms (an auth lookup) before joining; the gateway's join
-// awaits only the adapter, so the race window here is narrower than in the case.
+// NOTE: the field case's join handler awaits 200 ms (an auth lookup) before joining. The gateway's
+// join awaits only the adapter, so the race window here is narrower than in that case.
 "use strict";
 
 const net = require("node:net");

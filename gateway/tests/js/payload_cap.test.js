@@ -1,5 +1,5 @@
-// Payload cap on websocket messages: over the cap closes with 1009 at the frame header, counted as
-// payload_too_large; a message of exactly the cap is delivered.
+// Payload cap on websocket messages. A message over the cap closes the connection with 1009 at its
+// frame header and is counted as payload_too_large. A message of exactly the cap is delivered.
 "use strict";
 
 const fs = require("node:fs");
@@ -9,7 +9,7 @@ const { metric, rawSocket, startGateway, within } = require("./helpers");
 
 const CAP = 1024 * 1024;
 
-/** A `publish` event packet of exactly `length` bytes. */
+/** Builds a `publish` event packet of exactly `length` bytes. */
 function publishPacket(length) {
   const head = '42["publish",{"room":"big","event":"e","data":"';
   const tail = '"}]';
