@@ -1,7 +1,14 @@
-//! A local L4 load balancer for Services of type LoadBalancer: each Service gets one address on the
-//! bridge (reported in `status.loadBalancer.ingress`), and each of its TCP ports gets a listener that
-//! sends every new connection to the next ready endpoint of the Service's EndpointSlices, round-robin,
-//! with no stickiness. That is what a cloud L4 balancer without session affinity does.
+//! A userspace service proxy in place of kube-proxy and a cloud load balancer.
+//!
+//! - Every Service with a cluster IP gets that IP as a /32 on the bridge, so pods reach it through
+//!   their default route, and its name in the pods' hosts files.
+//! - A Service of type LoadBalancer also gets one address from the load balancer range, reported in
+//!   `status.loadBalancer.ingress`, which clients on the machine can reach.
+//! - Each TCP port on each of those addresses has a listener that sends every new connection to the
+//!   next ready endpoint of the Service's EndpointSlices, round-robin, with no stickiness: what a cloud
+//!   L4 balancer without session affinity does.
+//!
+//! NOTE: UDP ports, NodePorts, session affinity and traffic policies are not served.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -21,19 +28,37 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use super::hosts::Hosts;
 use super::network::{self, IpPool};
 
 /// The label EndpointSlices carry to name their Service.
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
+/// The addresses and listeners of one Service.
 struct Balancer {
-    address: Ipv4Addr,
-    /// Listener tasks keyed by service port (port number and name).
-    listeners: BTreeMap<(i32, String), JoinHandle<()>>,
+    cluster_ip: Option<Ipv4Addr>,
+    load_balancer_ip: Option<Ipv4Addr>,
+    /// Listener tasks keyed by address and service port (number and name).
+    listeners: BTreeMap<(Ipv4Addr, i32, String), JoinHandle<()>>,
 }
 
-/// Serves LoadBalancer Services until `shutdown` turns true, then removes their addresses.
-pub async fn run(client: Client, bridge: String, pool: IpPool, mut shutdown: watch::Receiver<bool>) {
+impl Balancer {
+    fn addresses(&self) -> impl Iterator<Item = Ipv4Addr> {
+        self.cluster_ip.into_iter().chain(self.load_balancer_ip)
+    }
+}
+
+/// Shared by every Service's reconcile.
+struct Proxy {
+    client: Client,
+    bridge: String,
+    pool: IpPool,
+    hosts: Arc<Hosts>,
+    slices: Store<EndpointSlice>,
+}
+
+/// Serves Services until `shutdown` turns true, then removes their addresses.
+pub async fn run(client: Client, bridge: String, pool: IpPool, hosts: Arc<Hosts>, mut shutdown: watch::Receiver<bool>) {
     let (slices, writer) = reflector::store::<EndpointSlice>();
     let slice_api: Api<EndpointSlice> = Api::all(client.clone());
     let slice_watch = reflector::reflector(writer, watcher::watcher(slice_api, watcher::Config::default()))
@@ -43,6 +68,7 @@ pub async fn run(client: Client, bridge: String, pool: IpPool, mut shutdown: wat
     let slice_task = tokio::spawn(slice_watch);
 
     let services: Api<Service> = Api::all(client.clone());
+    let proxy = Proxy { client, bridge, pool, hosts, slices };
     let mut events = watcher::watcher(services, watcher::Config::default()).default_backoff().boxed();
     let mut balancers: BTreeMap<(String, String), Balancer> = BTreeMap::new();
     let mut listed: BTreeSet<(String, String)> = BTreeSet::new();
@@ -64,19 +90,19 @@ pub async fn run(client: Client, bridge: String, pool: IpPool, mut shutdown: wat
             WatchEvent::Init => listed.clear(),
             WatchEvent::InitApply(service) => {
                 listed.insert(key(&service));
-                reconcile(&client, &bridge, &pool, &slices, &mut balancers, &service).await;
+                proxy.reconcile(&mut balancers, &service).await;
             }
-            WatchEvent::Apply(service) => reconcile(&client, &bridge, &pool, &slices, &mut balancers, &service).await,
+            WatchEvent::Apply(service) => proxy.reconcile(&mut balancers, &service).await,
             WatchEvent::Delete(service) => {
                 if let Some(balancer) = balancers.remove(&key(&service)) {
-                    release(&bridge, &pool, balancer).await;
+                    proxy.release(&key(&service), balancer).await;
                 }
             }
             WatchEvent::InitDone => {
                 let stale: Vec<_> = balancers.keys().filter(|key| !listed.contains(*key)).cloned().collect();
                 for stale_key in stale {
                     if let Some(balancer) = balancers.remove(&stale_key) {
-                        release(&bridge, &pool, balancer).await;
+                        proxy.release(&stale_key, balancer).await;
                     }
                 }
             }
@@ -84,8 +110,8 @@ pub async fn run(client: Client, bridge: String, pool: IpPool, mut shutdown: wat
     }
 
     slice_task.abort();
-    for (_, balancer) in balancers {
-        release(&bridge, &pool, balancer).await;
+    for (service_key, balancer) in balancers {
+        proxy.release(&service_key, balancer).await;
     }
 }
 
@@ -93,95 +119,135 @@ fn key(service: &Service) -> (String, String) {
     (service.namespace().unwrap_or_default(), service.name_any())
 }
 
-/// Brings one Service's balancer in line with its spec: an address and one listener per TCP port for a
-/// LoadBalancer Service, nothing for any other type.
-async fn reconcile(
-    client: &Client,
-    bridge: &str,
-    pool: &IpPool,
-    slices: &Store<EndpointSlice>,
-    balancers: &mut BTreeMap<(String, String), Balancer>,
-    service: &Service,
-) {
-    let service_key = key(service);
-    let spec = service.spec.clone().unwrap_or_default();
-    let wanted = spec.type_.as_deref() == Some("LoadBalancer") && service.metadata.deletion_timestamp.is_none();
-    if !wanted {
-        if let Some(balancer) = balancers.remove(&service_key) {
-            release(bridge, pool, balancer).await;
-        }
-        return;
-    }
-
-    if !balancers.contains_key(&service_key) {
-        let address = match pool.allocate() {
-            Ok(address) => address,
-            Err(error) => {
-                warn!(namespace = %service_key.0, service = %service_key.1, %error, "no load balancer address left");
-                return;
+impl Proxy {
+    /// Brings one Service's addresses and listeners in line with its spec.
+    async fn reconcile(&self, balancers: &mut BTreeMap<(String, String), Balancer>, service: &Service) {
+        let service_key = key(service);
+        let spec = service.spec.clone().unwrap_or_default();
+        let cluster_ip = spec.cluster_ip.as_deref().and_then(|ip| ip.parse::<Ipv4Addr>().ok());
+        let wants_load_balancer = spec.type_.as_deref() == Some("LoadBalancer");
+        if service.metadata.deletion_timestamp.is_some() || (cluster_ip.is_none() && !wants_load_balancer) {
+            if let Some(balancer) = balancers.remove(&service_key) {
+                self.release(&service_key, balancer).await;
             }
-        };
-        if let Err(error) = network::ip(&["addr", "replace", &format!("{address}/32"), "dev", bridge]).await {
-            warn!(%address, %error, "adding the load balancer address to the bridge failed");
-            pool.release(address);
             return;
         }
-        info!(namespace = %service_key.0, service = %service_key.1, %address, "load balancer address assigned");
-        balancers.insert(service_key.clone(), Balancer { address, listeners: BTreeMap::new() });
-    }
-    let balancer = balancers.get_mut(&service_key).expect("inserted above");
 
-    let ports: Vec<ServicePort> =
-        spec.ports.unwrap_or_default().into_iter().filter(|port| port.protocol.as_deref().unwrap_or("TCP") == "TCP").collect();
-    let wanted_ports: BTreeSet<(i32, String)> =
-        ports.iter().map(|port| (port.port, port.name.clone().unwrap_or_default())).collect();
-    balancer.listeners.retain(|port, task| {
-        let keep = wanted_ports.contains(port);
-        if !keep {
+        let balancer = balancers
+            .entry(service_key.clone())
+            .or_insert_with(|| Balancer { cluster_ip: None, load_balancer_ip: None, listeners: BTreeMap::new() });
+        if balancer.cluster_ip != cluster_ip {
+            if let Some(old) = balancer.cluster_ip.take() {
+                self.remove_address(old).await;
+            }
+            if let Some(address) = cluster_ip
+                && self.add_address(address).await
+            {
+                balancer.cluster_ip = Some(address);
+            }
+            self.hosts.set_service(&service_key.0, &service_key.1, balancer.cluster_ip);
+        }
+        if wants_load_balancer && balancer.load_balancer_ip.is_none() {
+            match self.pool.allocate() {
+                Ok(address) if self.add_address(address).await => {
+                    info!(namespace = %service_key.0, service = %service_key.1, %address, "load balancer address assigned");
+                    balancer.load_balancer_ip = Some(address);
+                }
+                Ok(address) => self.pool.release(address),
+                Err(error) => warn!(namespace = %service_key.0, service = %service_key.1, %error, "no load balancer address left"),
+            }
+        } else if !wants_load_balancer && let Some(address) = balancer.load_balancer_ip.take() {
+            self.remove_address(address).await;
+            self.pool.release(address);
+        }
+
+        self.sync_listeners(&service_key, balancer, &spec.ports.unwrap_or_default());
+        if let Some(address) = balancer.load_balancer_ip {
+            self.report_ingress(service, address).await;
+        }
+    }
+
+    /// Starts a listener for every TCP port on every address and stops those no longer wanted.
+    fn sync_listeners(&self, service_key: &(String, String), balancer: &mut Balancer, ports: &[ServicePort]) {
+        let tcp_ports: Vec<&ServicePort> =
+            ports.iter().filter(|port| port.protocol.as_deref().unwrap_or("TCP") == "TCP").collect();
+        let mut wanted: BTreeSet<(Ipv4Addr, i32, String)> = BTreeSet::new();
+        for address in balancer.addresses() {
+            for port in &tcp_ports {
+                wanted.insert((address, port.port, port.name.clone().unwrap_or_default()));
+            }
+        }
+        balancer.listeners.retain(|listener, task| {
+            let keep = wanted.contains(listener);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for listener in wanted {
+            if balancer.listeners.contains_key(&listener) {
+                continue;
+            }
+            let target = Target {
+                namespace: service_key.0.clone(),
+                service: service_key.1.clone(),
+                port_name: listener.2.clone(),
+                slices: self.slices.clone(),
+                next: Arc::new(AtomicUsize::new(0)),
+            };
+            let listen = SocketAddr::from((listener.0, listener.1 as u16));
+            balancer.listeners.insert(listener, tokio::spawn(serve(listen, target)));
+        }
+    }
+
+    async fn report_ingress(&self, service: &Service, address: Ipv4Addr) {
+        let already = service
+            .status
+            .as_ref()
+            .and_then(|status| status.load_balancer.as_ref())
+            .and_then(|load_balancer| load_balancer.ingress.as_ref())
+            .is_some_and(|ingress| ingress.iter().any(|entry| entry.ip.as_deref() == Some(address.to_string().as_str())));
+        if already {
+            return;
+        }
+        let (namespace, name) = key(service);
+        let ingress = serde_json::json!({
+            "status": { "loadBalancer": { "ingress": [{ "ip": address.to_string(), "ipMode": "VIP" }] } }
+        });
+        let services: Api<Service> = Api::namespaced(self.client.clone(), &namespace);
+        if let Err(error) = services.patch_status(&name, &PatchParams::default(), &Patch::Merge(&ingress)).await {
+            warn!(%namespace, service = %name, %error, "load balancer status patch failed");
+        }
+    }
+
+    async fn add_address(&self, address: Ipv4Addr) -> bool {
+        match network::ip(&["addr", "replace", &format!("{address}/32"), "dev", &self.bridge]).await {
+            Ok(()) => true,
+            Err(error) => {
+                warn!(%address, %error, "adding a service address to the bridge failed");
+                false
+            }
+        }
+    }
+
+    async fn remove_address(&self, address: Ipv4Addr) {
+        let _ = network::ip(&["addr", "del", &format!("{address}/32"), "dev", &self.bridge]).await;
+    }
+
+    async fn release(&self, service_key: &(String, String), balancer: Balancer) {
+        for (_, task) in balancer.listeners {
             task.abort();
         }
-        keep
-    });
-    for port in &ports {
-        let port_key = (port.port, port.name.clone().unwrap_or_default());
-        if balancer.listeners.contains_key(&port_key) {
-            continue;
+        if let Some(address) = balancer.cluster_ip {
+            self.remove_address(address).await;
+            self.hosts.set_service(&service_key.0, &service_key.1, None);
         }
-        let target = Target {
-            namespace: service_key.0.clone(),
-            service: service_key.1.clone(),
-            port_name: port_key.1.clone(),
-            slices: slices.clone(),
-            next: Arc::new(AtomicUsize::new(0)),
-        };
-        let listen = SocketAddr::from((balancer.address, port.port as u16));
-        balancer.listeners.insert(port_key, tokio::spawn(serve(listen, target)));
-    }
-
-    let ingress = serde_json::json!({
-        "status": { "loadBalancer": { "ingress": [{ "ip": balancer.address.to_string(), "ipMode": "VIP" }] } }
-    });
-    let already = service
-        .status
-        .as_ref()
-        .and_then(|status| status.load_balancer.as_ref())
-        .and_then(|load_balancer| load_balancer.ingress.as_ref())
-        .is_some_and(|ingress| ingress.iter().any(|entry| entry.ip.as_deref() == Some(&balancer.address.to_string())));
-    if !already {
-        let services: Api<Service> = Api::namespaced(client.clone(), &service_key.0);
-        if let Err(error) = services.patch_status(&service_key.1, &PatchParams::default(), &Patch::Merge(&ingress)).await {
-            warn!(namespace = %service_key.0, service = %service_key.1, %error, "load balancer status patch failed");
+        if let Some(address) = balancer.load_balancer_ip {
+            self.remove_address(address).await;
+            self.pool.release(address);
+            info!(namespace = %service_key.0, service = %service_key.1, %address, "load balancer address released");
         }
     }
-}
-
-async fn release(bridge: &str, pool: &IpPool, balancer: Balancer) {
-    for (_, task) in balancer.listeners {
-        task.abort();
-    }
-    let _ = network::ip(&["addr", "del", &format!("{}/32", balancer.address), "dev", bridge]).await;
-    pool.release(balancer.address);
-    info!(address = %balancer.address, "load balancer address released");
 }
 
 /// Where one listener sends connections: the ready endpoints of one named Service port.
@@ -240,11 +306,11 @@ async fn serve(listen: SocketAddr, target: Target) {
     let listener = match TcpListener::bind(listen).await {
         Ok(listener) => listener,
         Err(error) => {
-            warn!(%listen, %error, "load balancer listener could not bind");
+            warn!(%listen, %error, "service listener could not bind");
             return;
         }
     };
-    info!(%listen, namespace = %target.namespace, service = %target.service, "load balancer listening");
+    debug!(%listen, namespace = %target.namespace, service = %target.service, "service listener started");
     loop {
         let (client, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
