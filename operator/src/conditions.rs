@@ -29,6 +29,8 @@ pub enum RedisCheck {
     Unreachable { reason: &'static str, message: String },
     /// The check did not run, for example because the reconcile stopped before it.
     NotChecked,
+    /// The operator cannot run this check; `reason` is a CamelCase cause such as `TlsNotChecked`.
+    Skipped { reason: &'static str, message: String },
 }
 
 /// Rollout state of the gateway Deployment as the reconcile observed it.
@@ -139,6 +141,7 @@ pub fn desired_conditions(observation: &Observation) -> Vec<ConditionState> {
         RedisCheck::Reachable { message } => state(REDIS_REACHABLE, True, "Reachable", message.clone()),
         RedisCheck::Unreachable { reason, message } => state(REDIS_REACHABLE, False, reason, message.clone()),
         RedisCheck::NotChecked => state(REDIS_REACHABLE, Unknown, "NotChecked", "Redis has not been checked yet"),
+        RedisCheck::Skipped { reason, message } => state(REDIS_REACHABLE, Unknown, reason, message.clone()),
     };
 
     // Degraded lists every problem so a person can read all of them at once. The reason names

@@ -103,6 +103,34 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    async fn get(router: Router, path: &str) -> (StatusCode, String) {
+        let response = router.oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn readyz_follows_the_ready_flag() {
+        let metrics = Arc::new(Metrics::default());
+        assert_eq!(get(router(metrics.clone()), "/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
+        metrics.ready.store(true, Ordering::Relaxed);
+        assert_eq!(get(router(metrics.clone()), "/readyz").await.0, StatusCode::OK);
+        assert_eq!(get(router(metrics), "/livez").await.0, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn metrics_endpoint_serves_the_registry() {
+        let metrics = Arc::new(Metrics::default());
+        metrics.reconciles.inc();
+        let (status, body) = get(router(metrics), "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("socketfleet_operator_reconciles_total 1"), "{body}");
+    }
 
     #[test]
     fn failures_are_counted_by_variant() {

@@ -56,6 +56,7 @@ fn reason(check: &RedisCheck) -> &'static str {
         RedisCheck::Reachable { .. } => "Reachable",
         RedisCheck::Unreachable { reason, .. } => reason,
         RedisCheck::NotChecked => "NotChecked",
+        RedisCheck::Skipped { reason, .. } => reason,
     }
 }
 

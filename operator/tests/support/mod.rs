@@ -2,6 +2,9 @@
 //! responds to server-side applies by echoing the applied object, which is what a real API server
 //! returns for an object with no other field managers.
 
+// Each test binary compiles this module and uses only part of it.
+#![allow(dead_code)]
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -42,6 +45,9 @@ pub struct FakeApi {
     pub objects: Arc<Mutex<HashMap<String, Value>>>,
     /// Status merged into every applied Deployment, as the Deployment controller would report.
     pub deployment_status: Arc<Mutex<Value>>,
+    /// Whether every PUT fails with 409 Conflict, as when another writer changed the object
+    /// between our read and our write.
+    pub conflict_on_put: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl FakeApi {
@@ -92,7 +98,22 @@ impl FakeApi {
                 }
                 respond(StatusCode::OK, object)
             }
-            Method::POST => respond(StatusCode::CREATED, body),
+            Method::POST => {
+                self.objects.lock().unwrap().insert(format!("{path}/{}", body["metadata"]["name"].as_str().unwrap_or_default()), body.clone());
+                respond(StatusCode::CREATED, body)
+            }
+            Method::PUT => {
+                let stored_version = self.objects.lock().unwrap().get(&path).map(|o| o["metadata"]["resourceVersion"].clone());
+                let stale = stored_version.is_some_and(|version| version != body["metadata"]["resourceVersion"]);
+                if stale || self.conflict_on_put.load(std::sync::atomic::Ordering::Relaxed) {
+                    return respond(
+                        StatusCode::CONFLICT,
+                        json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "Conflict", "code": 409, "message": "the object has been modified"}),
+                    );
+                }
+                self.objects.lock().unwrap().insert(path.clone(), body.clone());
+                respond(StatusCode::OK, body)
+            }
             Method::DELETE => respond(StatusCode::OK, json!({"apiVersion": "v1", "kind": "Status", "status": "Success"})),
             _ => not_found(),
         }
