@@ -21,7 +21,7 @@ use support::{Cluster, Clients, Pod};
 const ROOMS: usize = 20;
 const EVENTS_PER_ROOM_AFTER: usize = 100;
 
-/// Whether a channel is one of the test's rooms rather than a socket's own room.
+/// Returns whether a channel is one of the test's rooms rather than a socket's own room.
 fn is_test_room(channel: &str) -> bool {
     channel.rsplit(':').next().is_some_and(|room| room.starts_with("room-"))
 }

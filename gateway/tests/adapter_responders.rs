@@ -1,5 +1,5 @@
 //! How many pods a request waits for:
-//! - with no other pod, fetch sockets answers with the local sockets and records no timeout;
+//! - with no other pod, fetch sockets returns the local sockets and records no timeout;
 //! - with three pods, fetch sockets and rooms from each pod return every pod's sockets;
 //! - a peer that subscribes to the namespace channel but never answers gives a partial result
 //!   at the request timeout that names it.
@@ -18,7 +18,7 @@ use socketioxide_core::{
 use support::{Cluster, Clients, Pod};
 
 #[tokio::test]
-async fn fetch_sockets_counts_every_pod_and_names_silent_ones() {
+async fn fetch_sockets_names_silent_peers() {
     let cluster = Cluster::start(7140);
     let config = AdapterConfig { request_timeout: Duration::from_secs(1), ..AdapterConfig::default() };
 
@@ -30,7 +30,7 @@ async fn fetch_sockets_counts_every_pod_and_names_silent_ones() {
     assert_eq!(alone.len(), 1);
     assert!(pod_a.state.partial_responses().is_empty());
 
-    // Three pods with sockets on each: every pod sees all of them.
+    // Three pods with sockets on each: every pod fetches all of them.
     let pod_b = Pod::start_with(cluster.options(), config.clone()).await;
     let pod_c = Pod::start_with(cluster.options(), config.clone()).await;
     clients.connect("b1", &pod_b.url).await;
@@ -44,7 +44,7 @@ async fn fetch_sockets_counts_every_pod_and_names_silent_ones() {
         assert!(pod.state.partial_responses().is_empty(), "{:?}", pod.state.partial_responses());
     }
 
-    // A silent peer: subscribed to the namespace channel, announced by a heartbeat, never answers.
+    // A silent peer: subscribed to the namespace channel, announced by a heartbeat, never responds.
     let silent = Uid::new();
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
     let client = ClusterClientBuilder::new(cluster.urls()).use_protocol(ProtocolVersion::RESP3).push_sender(tx).build().unwrap();

@@ -1,6 +1,6 @@
 //! Subscriptions survive topology changes without a failover:
-//! - the server kills the pods' pub/sub connections (CLIENT KILL): the adapter sees the closed
-//!   connection, subscribes each channel again and room broadcasts flow again;
+//! - the server kills the pods' pub/sub connections (CLIENT KILL): the adapter gets the closed
+//!   connection push, subscribes each channel again and room broadcasts flow again;
 //! - a room's slot moves to another master: the old master sends SUNSUBSCRIBE, the adapter
 //!   subscribes on the new owner (following MOVED) and the room's broadcasts flow again.
 

@@ -1,5 +1,5 @@
-//! Collecting answers of other pods: the ack stream of a broadcast with acknowledgements, and the
-//! responses of fetch-sockets and rooms requests.
+//! Collection of other pods' responses: the ack stream of a broadcast with acknowledgements, and
+//! the responses to fetch-sockets and rooms requests.
 
 use std::{
     collections::HashMap,
@@ -46,7 +46,7 @@ impl Drop for PendingGuard {
     }
 }
 
-/// Who a request waited for, used to name the pods missing at the timeout.
+/// Pods a request waits for, used to name the missing ones at the timeout.
 pub struct Expected {
     /// Pods that received the request, as Redis counted them when it was published.
     pub count: usize,
@@ -54,14 +54,14 @@ pub struct Expected {
     pub known_peers: Vec<Uid>,
 }
 
-/// A request that ended at its timeout with some answers missing.
+/// A request that ended at its timeout with some responses missing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartialResponse {
     /// Which request.
     pub request: RequestKind,
     /// Pods that received the request (Redis' count).
     pub expected: usize,
-    /// Pods that answered.
+    /// Pods that responded.
     pub answered: Vec<Uid>,
     /// Known pods that did not answer.
     pub missing: Vec<Uid>,
@@ -195,8 +195,8 @@ impl RemoteAcks {
 /// The acknowledgements of a broadcast: the local sockets' acks, then the other pods' acks.
 ///
 /// Each other pod first sends how many acks to expect, then each ack. The stream ends when every
-/// pod Redis counted at publish time has sent its count and all counted acks arrived, or when
-/// the request timeout plus the ack timeout passed; then the missing pods are logged and counted.
+/// pod Redis counted at publish time has sent its count and all counted acks arrived. Otherwise it
+/// ends after the request timeout plus the ack timeout, and the missing pods are logged and counted.
 pub struct AckStream<E: SocketEmitter> {
     local: Option<Pin<Box<E::AckStream>>>,
     remote: Option<RemoteAcks>,

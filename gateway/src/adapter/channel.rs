@@ -10,7 +10,7 @@
 
 use socketioxide_core::Uid;
 
-/// What a channel carries.
+/// Kind of traffic a channel carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ChannelKind {
     /// Broadcasts and requests for one room; the pods with local members subscribe.
@@ -57,7 +57,7 @@ impl ChannelKind {
 /// A channel name split into its parts; the namespace stays escaped because it is only a map key.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ParsedChannel<'a> {
-    /// What the channel carries.
+    /// Kind of traffic.
     pub kind: ChannelKind,
     /// The escaped namespace path.
     pub namespace: &'a str,
@@ -169,7 +169,7 @@ mod tests {
     }
 
     #[test]
-    fn namespace_with_pod_id_never_names_a_pod_channel() {
+    fn namespace_cannot_name_pod_channel() {
         let names = names();
         let uid = Uid::new();
         let victim = names.pod(&escape("/a"), uid);

@@ -33,7 +33,7 @@ use super::{
 const RECENT_IDS_TTL: Duration = Duration::from_secs(60);
 const RECENT_IDS_MAX: usize = 100_000;
 
-/// Where an operation must go.
+/// Destination of an operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Target {
     /// This pod only.
@@ -66,8 +66,8 @@ pub struct RedisAdapter<E> {
     /// Other pods and when they were last heard from.
     peers: Mutex<Vec<(Uid, Instant)>>,
     recent_ids: Mutex<RecentIds>,
-    /// Sockets joined through this adapter, with the time of the join; the sweep forgets
-    /// disconnected ones and removes their room entries.
+    /// Sockets joined through this adapter, with the time of the join. The sweep removes the room
+    /// entries of disconnected ones and drops them from this map.
     joined: Mutex<HashMap<Sid, Instant>>,
     /// Room of each room channel this namespace subscribes to.
     room_channels: Mutex<HashMap<String, Room>>,
@@ -360,7 +360,7 @@ impl<E: SocketEmitter> RedisAdapter<E> {
         !self.local.fetch_sockets(BroadcastOptions::new(sid)).is_empty()
     }
 
-    /// Returns the channels of a message that needs no answer: one per room for [`Target::Rooms`].
+    /// Returns the channels of a message that needs no response: one per room for [`Target::Rooms`].
     fn fanout_channels(&self, target: &Target, opts: &BroadcastOptions) -> Vec<(ChannelKind, String)> {
         let names = &self.shared.names;
         match target {
@@ -376,8 +376,8 @@ impl<E: SocketEmitter> RedisAdapter<E> {
         }
     }
 
-    /// Returns the one channel of a request that waits for answers: several rooms would reach a
-    /// pod once per room, so they go to the namespace channel instead.
+    /// Returns the one channel of a request that waits for responses. Several rooms would reach a
+    /// pod once per room, so such a request goes to the namespace channel instead.
     fn request_channel(&self, target: &Target, opts: &BroadcastOptions) -> (ChannelKind, String) {
         match target {
             Target::Rooms if opts.rooms.len() > 1 => {
@@ -399,7 +399,7 @@ impl<E: SocketEmitter> RedisAdapter<E> {
         Ok(())
     }
 
-    /// Publishes a request that waits for answers and returns whom to wait for.
+    /// Publishes a request that waits for responses and returns the pods to wait for.
     async fn publish_request(&self, target: &Target, opts: &BroadcastOptions, request: &RequestOut<'_>) -> Result<Expected, Error> {
         let payload = rmp_serde::to_vec_named(request)?;
         let (kind, channel) = self.request_channel(target, opts);
@@ -565,8 +565,9 @@ impl<E: SocketEmitter> RedisAdapter<E> {
         }
     }
 
-    /// Makes subscriptions agree with local rooms: forgets disconnected sockets, unsubscribes rooms
-    /// without local members and subscribes rooms joined without the adapter (e.g. `socket.join`).
+    /// Makes subscriptions agree with local rooms. It removes the rooms of disconnected sockets,
+    /// unsubscribes rooms without local members and subscribes rooms joined without the adapter
+    /// (e.g. through the synchronous `socket.join`).
     pub(super) async fn sweep(&self) {
         let grace = self.shared.config.join_grace;
         let stale: Vec<Sid> = {

@@ -23,7 +23,7 @@ pub enum Topology {
     Standalone,
 }
 
-/// Where and how to connect.
+/// Redis endpoints and credentials of the adapter.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
     /// `redis://` or `rediss://` URLs; for a cluster any subset of the nodes.
@@ -36,7 +36,7 @@ pub struct ConnectOptions {
     pub password: Option<String>,
 }
 
-/// A push from Redis as the dispatcher sees it.
+/// A push from Redis, reduced to what the dispatcher handles.
 #[derive(Debug)]
 pub enum Incoming {
     /// A message on a subscribed channel.
@@ -50,7 +50,7 @@ pub enum Incoming {
 /// The bounded queue between the Redis connections and the dispatcher.
 ///
 /// Redis calls the sender from its read loop, which must not block, so a full queue drops the
-/// message; the drop is counted as `queue_full` and turns readiness false for a while (see
+/// message. The drop is counted as `queue_full` and turns readiness false for a while (see
 /// [`Metrics::record_queue_full`]).
 struct PushQueue {
     tx: mpsc::Sender<Incoming>,
@@ -187,7 +187,7 @@ impl Driver {
         Ok((driver, rx))
     }
 
-    /// Which kind of deployment this is.
+    /// Returns the kind of deployment.
     pub fn topology(&self) -> Topology {
         match self {
             Self::Cluster(_) => Topology::Cluster,
@@ -264,7 +264,7 @@ impl Driver {
 
     /// Reads, per primary, how many channels this pod's connection subscribes to there.
     ///
-    /// A primary that does not answer is listed with `subscribed: None`.
+    /// A primary that does not reply is listed with `subscribed: None`.
     pub async fn node_subscriptions(&self) -> RedisResult<Vec<NodeSubscriptions>> {
         match self {
             Self::Cluster(connection) => {

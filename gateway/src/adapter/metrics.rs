@@ -17,7 +17,7 @@ const KINDS: [ChannelKind; 4] =
 /// How long readiness stays false after the incoming queue overflowed.
 pub const QUEUE_FULL_HOLD: Duration = Duration::from_secs(30);
 
-/// Why a message was dropped; every reason is a label of `socketfleet_adapter_dropped_total`.
+/// Reason a message was dropped, a label of `socketfleet_adapter_dropped_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {
     /// The incoming queue was full.
@@ -37,7 +37,7 @@ impl DropReason {
     }
 }
 
-/// Why a subscription was found lost.
+/// Way a lost subscription was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LossReason {
     /// The server sent SUNSUBSCRIBE (or UNSUBSCRIBE) on its own, e.g. after a slot moved.

@@ -2,8 +2,8 @@
 //!
 //! Each room with local members has its own channel (SSUBSCRIBE on Redis Cluster, SUBSCRIBE on a
 //! standalone server). A pod subscribes when the first local socket joins the room and
-//! unsubscribes when the last one leaves, so it reads only the traffic of rooms it serves, and the
-//! rooms spread over the cluster's shards (see [`channel`] for the names). Sockets join their own
+//! unsubscribes when the last one leaves, so it reads only the traffic of rooms it serves. The
+//! room channels spread over the cluster's shards (see [`channel`] for the names). Sockets join their own
 //! id room through the adapter, so an emit to a socket id reaches the socket's pod.
 //!
 //! Besides room channels, every pod subscribes per namespace to a namespace channel (requests for
@@ -90,8 +90,9 @@ pub struct AdapterConfig {
     pub queue_capacity: usize,
     /// Period of the subscription health check (CLIENT INFO per primary). Default 5 s.
     pub health_interval: Duration,
-    /// Period of the sweep that makes subscriptions agree with local rooms, and of heartbeats;
-    /// a pod is named as missing if it was heard from within three periods. Default 5 s.
+    /// Period of the sweep that makes subscriptions agree with local rooms, and of heartbeats.
+    /// A pod that sent a heartbeat within three periods is named when it misses a response.
+    /// Default 5 s.
     pub heartbeat_interval: Duration,
     /// How long a join of a socket that is not connected is kept before it is removed (a join in
     /// a connect middleware lands before the socket is connected). Default 250 ms.
@@ -111,7 +112,7 @@ impl Default for AdapterConfig {
     }
 }
 
-/// What the dispatcher and the sweep call on a namespace's adapter.
+/// Interface of a namespace's adapter for the dispatcher and the sweep.
 trait NamespaceHandler: Send + Sync {
     fn on_message(self: Arc<Self>, kind: ChannelKind, channel: &str, payload: Vec<u8>);
     fn sweep(self: Arc<Self>) -> futures::future::BoxFuture<'static, ()>;
@@ -198,7 +199,7 @@ impl RedisAdapterState {
         &self.shared.metrics
     }
 
-    /// The latest requests that ended at the timeout with answers missing.
+    /// Returns the latest requests that ended at the timeout with responses missing.
     pub fn partial_responses(&self) -> Vec<PartialResponse> {
         self.shared.partials.entries()
     }

@@ -1,8 +1,8 @@
 //! The set of channels this pod subscribes to, owned by the adapter rather than by redis-rs.
 //!
-//! redis-rs 1.8 replays its own record of subscriptions after a reconnect or a slot refresh, but it
+//! redis-rs 1.8 replays its own record of subscriptions after a reconnect or a slot refresh. But it
 //! sends all sharded channels of a node in one SSUBSCRIBE, which Redis rejects with CROSSSLOT when
-//! they hash to different slots, and the reply is not reported. It also does not subscribe again
+//! they hash to different slots, and that error is not reported. It also does not subscribe again
 //! after a server-sent SUNSUBSCRIBE. So this set is the source of truth: every channel is
 //! (re)subscribed on its own, one SSUBSCRIBE per channel, and a lost channel is retried until it
 //! is back.
@@ -31,7 +31,7 @@ const RESUBSCRIBE_RETRY: Duration = Duration::from_millis(500);
 enum ChannelState {
     /// SSUBSCRIBE sent, no confirmation yet.
     Subscribing,
-    /// The server confirmed the subscription and nothing since said it is gone.
+    /// The server confirmed the subscription and no push since reported it gone.
     Subscribed,
     /// The subscription is gone and waits to be subscribed again.
     Lost,
@@ -122,8 +122,8 @@ impl Subscriptions {
         }
     }
 
-    /// Unsubscribes from `channel` unless `still_needed` (checked under the channel's lock) says
-    /// a local member appeared meanwhile.
+    /// Unsubscribes from `channel` unless `still_needed` (checked under the channel's lock) returns
+    /// true because a local member appeared meanwhile. Returns whether it unsubscribed.
     pub async fn release_if_unused(&self, channel: &str, still_needed: impl FnOnce() -> bool) -> bool {
         let _serial = self.stripe(channel).lock().await;
         if !self.channels().contains_key(channel) || still_needed() {
@@ -150,7 +150,7 @@ impl Subscriptions {
         }
     }
 
-    /// Whether this pod subscribes (or is subscribing) to `channel`, so a publish there counts it.
+    /// Returns whether this pod subscribes (or is subscribing) to `channel`, so a publish there counts it.
     pub fn is_subscribed(&self, channel: &str) -> bool {
         matches!(
             self.channels().get(channel),
@@ -158,7 +158,7 @@ impl Subscriptions {
         )
     }
 
-    /// Whether `channel` is in the set at all, lost or not.
+    /// Returns whether `channel` is in the set at all, lost or not.
     pub fn is_wanted(&self, channel: &str) -> bool {
         self.channels().contains_key(channel)
     }

@@ -76,7 +76,7 @@ impl Cluster {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
-    /// Runs redis-cli against the first node that answers (a killed node prints nothing).
+    /// Runs redis-cli against the first node that replies (a killed node prints nothing).
     pub fn cli_any(&self, args: &[&str]) -> String {
         (0..6).map(|i| self.cli(self.port + i, args)).find(|out| !out.trim().is_empty()).unwrap_or_default()
     }

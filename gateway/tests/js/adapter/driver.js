@@ -8,7 +8,7 @@
 //   {"cmd":"exit"}
 // Every event a client receives is written as {"type":"event","client","event","at","data"}, where
 // "at" is the arrival time in milliseconds since the Unix epoch, with sub-millisecond digits. A client
-// answers events whose last argument is an ack callback with {"client": <id>, "event": <name>}.
+// acknowledges events whose last argument is an ack callback with {"client": <id>, "event": <name>}.
 "use strict";
 const readline = require("node:readline");
 const { io } = require("socket.io-client");
