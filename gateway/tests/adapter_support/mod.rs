@@ -341,6 +341,22 @@ impl Clients {
         connected["sid"].as_str().unwrap().to_owned()
     }
 
+    /// Connects `count` clients named `prefix0..` to `url`, each joining `room`; their events are
+    /// counted by the driver (see [`Clients::bulk_counts`]) instead of reported one by one.
+    pub async fn connect_many(&mut self, prefix: &str, count: usize, url: &str, room: &str) {
+        self.send(json!({"cmd": "connect_many", "prefix": prefix, "count": count, "url": url, "room": room})).await;
+        self.wait_for(&format!("{count} clients {prefix}* to connect and join {room}"), |v| {
+            v["type"] == "connected_many" && v["prefix"] == prefix
+        })
+        .await;
+    }
+
+    /// Returns how many events of each name the `connect_many` clients received.
+    pub async fn bulk_counts(&mut self) -> Value {
+        self.send(json!({"cmd": "counts"})).await;
+        self.wait_for("event counts", |v| v["type"] == "counts").await["counts"].clone()
+    }
+
     /// Emits `event` with an ack and returns the ack's data.
     pub async fn request(&mut self, name: &str, event: &str, data: Value) -> Value {
         self.tags += 1;

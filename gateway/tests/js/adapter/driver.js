@@ -4,6 +4,10 @@
 //     -> {"type":"connected","client","sid"} once the server sends readyEvent (the test pods send
 //     "ready" after the socket joined its id room); readyEvent "connect" reports on connect.
 //   {"cmd":"emit","client":"c1","event":"join","data":{...},"ack":true,"tag":"t1"} -> {"type":"ack","client","tag","data"}
+//   {"cmd":"connect_many","prefix":"p0-","count":300,"url":"...","room":"all"}
+//     -> {"type":"connected_many","prefix","count"} once every client got "ready" and joined room
+//     (events these clients receive are counted, not written, see "counts")
+//   {"cmd":"counts"} -> {"type":"counts","counts":{event: number}} for the connect_many clients
 //   {"cmd":"close","client":"c1"}                                   -> {"type":"closed","client"}
 //   {"cmd":"exit"}
 // Every event a client receives is written as {"type":"event","client","event","at","data"}, where
@@ -37,6 +41,28 @@ function connect({ client, url, readyEvent = "ready" }) {
   });
 }
 
+// Clients made by connect_many: many sockets, so their events are counted instead of written.
+const bulkCounts = {};
+function connectMany({ prefix, count, url, room }) {
+  let joined = 0;
+  for (let i = 0; i < count; i++) {
+    const socket = io(url, { transports: ["websocket"], reconnection: false, forceNew: true });
+    clients.set(prefix + i, socket);
+    socket.on("ready", () => {
+      socket.emit("join", { room }, () => {
+        joined += 1;
+        if (joined === count) write({ type: "connected_many", prefix, count });
+      });
+    });
+    socket.onAny((event, ...args) => {
+      if (event === "ready") return;
+      bulkCounts[event] = (bulkCounts[event] || 0) + 1;
+      const last = args[args.length - 1];
+      if (typeof last === "function") last({ client: prefix + i, event });
+    });
+  }
+}
+
 const rl = readline.createInterface({ input: process.stdin });
 rl.on("line", (line) => {
   if (!line.trim()) return;
@@ -44,6 +70,12 @@ rl.on("line", (line) => {
   switch (command.cmd) {
     case "connect":
       connect(command);
+      break;
+    case "connect_many":
+      connectMany(command);
+      break;
+    case "counts":
+      write({ type: "counts", counts: bulkCounts });
       break;
     case "emit": {
       const socket = clients.get(command.client);
