@@ -11,6 +11,7 @@ command -v curl >/dev/null || missing+=(curl)
 # The gateway tests drive it with the npm socket.io-client.
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+command -v python3 >/dev/null || missing+=(python3 python3-venv)
 if ((${#missing[@]})); then
   echo "deps: installing ${missing[*]}"
   apt-get update -qq
@@ -24,3 +25,11 @@ for dir in gateway/tests/js e2e/js; do
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
   fi
 done
+
+# python-socketio's client drives the gateway in one integration test; versions are pinned.
+venv="${SOCKETFLEET_VENV:-$HOME/.cache/socketfleet/venv}"
+if ! "$venv/bin/python" -c 'import socketio, websocket, requests' 2>/dev/null; then
+  echo "deps: python-socketio in $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r gateway/tests/python/requirements.txt
+fi
