@@ -13,7 +13,7 @@ use k8s_openapi::api::autoscaling::v2::{
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
-    KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    KeyToPath, Lifecycle, LifecycleHandler, SleepAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
     SecretKeySelector, SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec as CoreServiceSpec,
     TopologySpreadConstraint, Volume, VolumeMount,
 };
@@ -152,6 +152,7 @@ pub fn deployment(
     pod_labels.extend(object_labels(rtns));
 
     let PodEnvironment { env, volumes, mounts } = gateway_environment(rtns)?;
+    let delay = spec.drain.endpoint_removal_delay_seconds;
     let container = Container {
         name: CONTAINER_NAME.to_owned(),
         image: Some(spec.gateway.image.clone().unwrap_or_else(|| settings.gateway_image.clone())),
@@ -167,13 +168,20 @@ pub fn deployment(
         startup_probe: Some(http_probe("/livez", 1, 30)),
         security_context: Some(container_security_context()),
         volume_mounts: Some(mounts),
+        lifecycle: (delay > 0).then(|| Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                sleep: Some(SleepAction { seconds: i64::from(delay) }),
+                ..LifecycleHandler::default()
+            }),
+            ..Lifecycle::default()
+        }),
         ..Container::default()
     };
 
-    // No preStop hook: the gateway itself turns unready on SIGTERM and keeps accepting for the
-    // endpoint removal delay, then spreads disconnects over the drain window. The grace period
-    // covers that window plus a margin for the final flush.
-    let grace_period = i64::from(spec.drain.seconds) + GRACE_MARGIN_SECONDS;
+    // The gateway rejects new sockets from the moment it gets SIGTERM, so a preStop sleep keeps
+    // it serving until Services and load balancers have dropped the terminating pod. The grace
+    // period covers that delay, the drain window and a margin for the final flush.
+    let grace_period = i64::from(delay) + i64::from(spec.drain.seconds) + GRACE_MARGIN_SECONDS;
     let pod_spec = PodSpec {
         containers: vec![container],
         volumes: Some(volumes),
@@ -279,17 +287,16 @@ pub fn gateway_config(rtns: &RealtimeNamespace) -> Result<GatewayConfig, BuildEr
     Ok(config)
 }
 
-/// Returns the Redis URL built from `spec.redis.endpoints`, or `None` when the URL comes from a
-/// Secret.
-///
-/// NOTE: the gateway takes one URL, so only the first endpoint reaches it. In cluster mode the
-/// client discovers the other nodes from it, but if that seed node is down when a pod starts,
-/// the pod cannot reach the cluster until it is back.
+/// Returns the Redis URLs built from `spec.redis.endpoints`, comma-separated as the gateway's
+/// `--redis-url` takes seed nodes, or `None` when the URL comes from a Secret.
 pub fn redis_url_from_endpoints(rtns: &RealtimeNamespace) -> Option<String> {
     let redis = &rtns.spec.redis;
-    let endpoint = redis.endpoints.first()?;
+    if redis.endpoints.is_empty() {
+        return None;
+    }
     let scheme = if redis.tls { "rediss" } else { "redis" };
-    Some(format!("{scheme}://{endpoint}"))
+    let urls: Vec<String> = redis.endpoints.iter().map(|endpoint| format!("{scheme}://{endpoint}")).collect();
+    Some(urls.join(","))
 }
 
 /// Container environment of a gateway pod and the volumes its Secret files come from.
@@ -721,7 +728,10 @@ mod tests {
             config.transports,
             vec![gateway_config::Transport::Websocket, gateway_config::Transport::Polling]
         );
-        assert_eq!(config.redis_url.as_deref(), Some("redis://redis-0.redis.svc:6379"));
+        assert_eq!(
+            config.redis_url.as_deref(),
+            Some("redis://redis-0.redis.svc:6379,redis://redis-1.redis.svc:6379,redis://redis-2.redis.svc:6379")
+        );
         assert_eq!(config.redis_username.as_deref(), Some("socketfleet"));
         assert_eq!(config.redis_password, None);
         assert_eq!(
@@ -799,12 +809,22 @@ mod tests {
     }
 
     #[test]
-    fn grace_period_covers_the_drain_window() {
+    fn grace_period_covers_delay_and_drain() {
         let rtns = with_spec(|spec| spec.drain.seconds = 45);
         let deployment = deployment(&rtns, &settings(), Some(1)).unwrap();
-        assert_eq!(pod_spec(&deployment).termination_grace_period_seconds, Some(60));
+        assert_eq!(pod_spec(&deployment).termination_grace_period_seconds, Some(65));
+        let pre_stop = container(&deployment).lifecycle.as_ref().unwrap().pre_stop.as_ref().unwrap();
+        assert_eq!(pre_stop.sleep.as_ref().unwrap().seconds, 5);
         let env = env_pairs(&deployment);
         assert!(env.contains(&("SOCKETFLEET_DRAIN_SECONDS".to_string(), "45".to_string())), "{env:?}");
+    }
+
+    #[test]
+    fn zero_delay_has_no_pre_stop_hook() {
+        let rtns = with_spec(|spec| spec.drain.endpoint_removal_delay_seconds = 0);
+        let deployment = deployment(&rtns, &settings(), Some(1)).unwrap();
+        assert_eq!(container(&deployment).lifecycle, None);
+        assert_eq!(pod_spec(&deployment).termination_grace_period_seconds, Some(45));
     }
 
     #[test]

@@ -417,15 +417,23 @@ pub struct PublishSpec {
 #[serde(rename_all = "camelCase")]
 pub struct DrainSpec {
     /// Seconds over which a terminating pod spreads the disconnects of its sockets, so clients do
-    /// not reconnect all at once. The pod's termination grace period is this plus 15 seconds.
+    /// not reconnect all at once. The pod's termination grace period is this plus
+    /// `endpointRemovalDelaySeconds` plus 15 seconds.
     #[serde(default = "default_drain_seconds")]
     #[schemars(range(min = 0, max = 3600))]
     pub seconds: i32,
+
+    /// Seconds a terminating pod keeps serving before the gateway gets SIGTERM, so that Services
+    /// and load balancers stop sending it new sockets first (a preStop sleep). 0 sends SIGTERM
+    /// at once.
+    #[serde(default = "default_endpoint_removal_delay_seconds")]
+    #[schemars(range(min = 0, max = 120))]
+    pub endpoint_removal_delay_seconds: i32,
 }
 
 impl Default for DrainSpec {
     fn default() -> Self {
-        Self { seconds: default_drain_seconds() }
+        Self { seconds: default_drain_seconds(), endpoint_removal_delay_seconds: default_endpoint_removal_delay_seconds() }
     }
 }
 
@@ -565,6 +573,11 @@ fn default_publish_claim() -> String {
 
 fn default_drain_seconds() -> i32 {
     DEFAULT_DRAIN_SECONDS
+}
+
+fn default_endpoint_removal_delay_seconds() -> i32 {
+    // A few seconds covers kube-proxy and EndpointSlice propagation in a typical cluster.
+    5
 }
 
 fn default_max_unavailable() -> IntOrString {
