@@ -14,19 +14,21 @@ source "$(dirname "$0")/lib.sh"
 # ---------------------------------------------------------------------------------------------------
 # Network
 
-# Fails unless SUBNET is free: no route other than the default one may contain it or lie inside it,
-# except the route of our own bridge from an earlier run.
+# Fails unless CIDR is free: no route other than the default one may contain it or lie inside it,
+# except routes of our own bridge from an earlier run.
 check_subnet_free() {
-  local routes
-  routes=$( (ip -o route show match "$subnet"; ip -o route show root "$subnet") |
+  local cidr=$1 routes
+  routes=$( (ip -o route show match "$cidr"; ip -o route show root "$cidr"; ip -o route show table local root "$cidr") |
     grep -v '^default ' | grep -v " dev $bridge " || true)
-  [[ -z $routes ]] || die "subnet $subnet is already routed on this machine: $routes
+  [[ -z $routes ]] || die "$cidr is already routed on this machine: $routes
 set SOCKETFLEET_SUBNET_PREFIX to a free /24 (for example 10.245.0)"
 }
 
 network_up() {
   if ! ip link show "$bridge" >/dev/null 2>&1; then
-    check_subnet_free
+    check_subnet_free "$subnet"
+    # Service cluster IPs become /32 addresses on the bridge, so their range must be free as well.
+    check_subnet_free "$service_cidr"
     ip link add "$bridge" type bridge
   fi
   ip addr replace "$node_ip/24" dev "$bridge"
@@ -43,6 +45,7 @@ network_down() {
     [[ -n $pids ]] && kill -KILL $pids 2>/dev/null || true
     ip netns delete "$ns" 2>/dev/null || true
   done
+  rm -rf /etc/netns/"$netns_prefix"*
   for link in $(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | grep "^$veth_prefix" || true); do
     ip link delete "$link" 2>/dev/null || true
   done
@@ -126,6 +129,56 @@ start_redis() {
   log "Redis Cluster on $node_ip:$redis_base_port-$((redis_base_port + 5))"
 }
 
+# Publishes the Redis Cluster inside Kubernetes the way a Redis operator would: Service
+# redis-cluster.redis (port 6379, seeds on the three masters) and redis-0..2.redis (one master each),
+# as selector-less Services with hand-written EndpointSlices pointing at the bridge address.
+publish_redis_services() {
+  local i name manifest="apiVersion: v1
+kind: Namespace
+metadata:
+  name: redis
+"
+  for name in redis-cluster redis-0 redis-1 redis-2; do
+    manifest+="---
+apiVersion: v1
+kind: Service
+metadata:
+  name: $name
+  namespace: redis
+spec:
+  ports:
+  - name: redis
+    port: 6379
+    targetPort: 6379
+"
+  done
+  for i in 0 1 2; do
+    for name in redis-cluster "redis-$i"; do
+      manifest+="---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: $name-$i
+  namespace: redis
+  labels:
+    kubernetes.io/service-name: $name
+    endpointslice.kubernetes.io/managed-by: socketfleet-local-cluster
+addressType: IPv4
+ports:
+- name: redis
+  port: $((redis_base_port + i))
+  protocol: TCP
+endpoints:
+- addresses: [\"$node_ip\"]
+  conditions:
+    ready: true
+"
+    done
+  done
+  echo "$manifest" | "$kube_bin/kubectl" --kubeconfig "$kubeconfig" apply -f - >/dev/null
+  log "Redis Cluster published as redis-cluster.redis.svc:6379 (and redis-0..2.redis.svc)"
+}
+
 stop_redis() {
   local script=$e2e_dir/scripts/redis-cluster.sh
   [[ -f $script ]] || return 0
@@ -140,7 +193,6 @@ start_node_agent() {
     --pod-ip-range "$subnet_prefix.10-$subnet_prefix.199" \
     --load-balancer-ip-range "$subnet_prefix.200-$subnet_prefix.250" \
     --state-dir "$state_dir/node" \
-    --ca-file "$pki_dir/ca.crt" \
     --image "gateway=$cargo_target_dir/release/socketfleet-gateway" \
     --image "operator=$cargo_target_dir/release/socketfleet-operator" \
     --image "e2e-echo=$cargo_target_dir/release/socketfleet-e2e-echo"
@@ -179,6 +231,7 @@ up() {
   start_scheduler
   start_redis
   start_node_agent
+  publish_redis_services
   log "cluster up in $((SECONDS - started)) s; kubeconfig: $kubeconfig"
 }
 

@@ -31,16 +31,18 @@
 //!   itself restarts with a new IP kept stable.
 
 pub mod env;
+pub mod hosts;
 pub mod images;
 pub mod lease;
-pub mod loadbalancer;
 pub mod network;
 pub mod pods;
 pub mod probe;
 pub mod process;
 pub mod registration;
+pub mod services;
 pub mod status;
 pub mod token;
+pub mod volumes;
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -128,10 +130,6 @@ pub struct Config {
     #[arg(long, env = "SOCKETFLEET_NODE_STATE_DIR")]
     pub state_dir: PathBuf,
 
-    /// CA certificate given to pods as ca.crt next to their token.
-    #[arg(long, env = "SOCKETFLEET_NODE_CA_FILE")]
-    pub ca_file: PathBuf,
-
     /// Image to binary mapping, as NAME=PATH where NAME is the image's last path component without
     /// tag or digest; repeatable.
     #[arg(long = "image", env = "SOCKETFLEET_NODE_IMAGES", value_delimiter = ',', required = true)]
@@ -156,6 +154,7 @@ pub struct Context {
     pub config: Config,
     pub images: ImageMap,
     pub pod_ips: network::IpPool,
+    pub hosts: Arc<hosts::Hosts>,
 }
 
 /// Runs the agent until SIGTERM or ctrl-c, then stops every pod it runs (each with its grace period)
@@ -169,7 +168,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let images = ImageMap::parse(&config.images)?;
     let pod_ips = network::IpPool::new(config.pod_ip_range.clone());
     let load_balancer_ips = network::IpPool::new(config.load_balancer_ip_range.clone());
-    process::prepare_token_mount_point().await?;
     tokio::fs::create_dir_all(&config.state_dir)
         .await
         .map_err(|source| Error::Io { path: config.state_dir.display().to_string(), source })?;
@@ -177,20 +175,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     registration::register(&client, &config).await?;
     info!(node = %config.node_name, "node registered");
 
-    let context = Arc::new(Context { client: client.clone(), config: config.clone(), images, pod_ips });
+    let hosts = Arc::new(hosts::Hosts::default());
+    let context = Arc::new(Context { client: client.clone(), config: config.clone(), images, pod_ips, hosts: hosts.clone() });
     let shutdown = tokio_util_shutdown();
 
     let heartbeat = tokio::spawn(lease::renew_forever(client.clone(), config.node_name.clone()));
-    let balancer = tokio::spawn(loadbalancer::run(
+    let proxy = tokio::spawn(services::run(
         client.clone(),
         config.bridge.clone(),
         load_balancer_ips,
+        hosts,
         shutdown.clone(),
     ));
     let pods = pods::run(context, shutdown.clone()).await;
 
     heartbeat.abort();
-    let _ = balancer.await;
+    let _ = proxy.await;
     info!(node = %config.node_name, "node agent stopped");
     pods
 }

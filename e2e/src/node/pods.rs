@@ -25,7 +25,8 @@ use super::network::PodNetwork;
 use super::probe::ProbeSpec;
 use super::process::{self, Launch};
 use super::status::{self, ConditionClock, ContainerView, PodView, State};
-use super::{env, token, Context, Error, Result};
+use super::volumes::PodVolumes;
+use super::{env, Context, Error, Result};
 
 /// How often a worker checks its processes, probes and timers.
 const TICK: Duration = Duration::from_millis(250);
@@ -200,7 +201,7 @@ struct PodRuntime {
     pod: Pod,
     recorder: Recorder,
     network: Option<PodNetwork>,
-    token_folder: PathBuf,
+    volumes: Option<PodVolumes>,
     log_folder: PathBuf,
     token_refresh_at: Option<Instant>,
     containers: Vec<ContainerRuntime>,
@@ -231,7 +232,7 @@ impl PodRuntime {
         );
         Self {
             recorder,
-            token_folder: pod_folder.join("serviceaccount"),
+            volumes: None,
             log_folder: pod_folder,
             context,
             pod,
@@ -304,10 +305,7 @@ impl PodRuntime {
             }
             self.event(EventType::Warning, "Failed", &error.to_string()).await;
             self.setup_retry_at = Instant::now() + Duration::from_secs(5);
-            if let Some(network) = self.network.take() {
-                network.delete().await;
-                self.context.pod_ips.release(network.address);
-            }
+            self.teardown().await;
         }
     }
 
@@ -318,26 +316,31 @@ impl PodRuntime {
         tokio::fs::create_dir_all(&self.log_folder)
             .await
             .map_err(|source| Error::Io { path: self.log_folder.display().to_string(), source })?;
-        if self.mounts_token() {
-            let refresh = token::write_token_folder(&self.context.client, &self.pod, &self.token_folder, &self.context.config.ca_file).await?;
-            self.token_refresh_at = Some(Instant::now() + refresh);
-        }
 
         let address = self.context.pod_ips.allocate()?;
         let network = PodNetwork::for_pod(self.pod.metadata.uid.as_deref().unwrap_or_default(), address);
         let config = &self.context.config;
         self.network = Some(network.clone());
         network.create(&config.bridge, config.node_ip, config.prefix_len).await?;
+        let namespace = self.pod.metadata.namespace.clone().unwrap_or_default();
+        self.context.hosts.add_pod(&network.netns, &namespace, &self.name(), address);
         info!(address = %address, netns = %network.netns, "pod network ready");
+
+        let volumes = PodVolumes::prepare(
+            &self.context.client,
+            &self.pod,
+            &self.log_folder.join("volumes"),
+            &address.to_string(),
+            &config.node_ip.to_string(),
+        )
+        .await?;
+        self.token_refresh_at = volumes.tokens.iter().map(|token| Instant::now() + token.refresh_after()).min();
+        self.volumes = Some(volumes);
 
         for index in 0..self.containers.len() {
             self.start_container(index).await?;
         }
         Ok(())
-    }
-
-    fn mounts_token(&self) -> bool {
-        self.pod.spec.as_ref().and_then(|spec| spec.automount_service_account_token) != Some(false)
     }
 
     fn pod_ip(&self) -> String {
@@ -362,7 +365,7 @@ impl PodRuntime {
         ];
         variables.extend(env::container_env(&sources, &self.pod, &spec, &pod_ip, &host_ip).await?);
         let args = container_args(&spec, &variables)?;
-        let token_folder = self.mounts_token().then(|| self.token_folder.clone());
+        let mounts = self.volumes.as_ref().expect("volumes exist before containers start").mounts(&spec)?;
 
         let container = &mut self.containers[index];
         let binary = container.binary.clone().expect("binary is resolved before containers start");
@@ -373,7 +376,7 @@ impl PodRuntime {
             binary: &binary,
             args: &args,
             env: &variables,
-            token_folder: token_folder.as_deref(),
+            mounts: &mounts,
             working_dir: &self.log_folder,
             log_file: &log_file,
         })?;
@@ -409,14 +412,25 @@ impl PodRuntime {
         self.run_probes().await;
 
         if self.token_refresh_at.is_some_and(|at| at <= now) {
-            match token::write_token_folder(&self.context.client, &self.pod, &self.token_folder, &self.context.config.ca_file).await {
-                Ok(refresh) => self.token_refresh_at = Some(now + refresh),
-                Err(error) => {
-                    warn!(%error, "service-account token refresh failed; retrying in 10 s");
-                    self.token_refresh_at = Some(now + Duration::from_secs(10));
-                }
-            }
+            self.refresh_tokens(now).await;
         }
+    }
+
+    /// Requests fresh service-account tokens for the pod's projected volumes.
+    async fn refresh_tokens(&mut self, now: Instant) {
+        let Some(volumes) = self.volumes.as_ref() else { return };
+        let mut next = None;
+        for token in &volumes.tokens {
+            let at = match token.write(&self.context.client, &self.pod).await {
+                Ok(()) => now + token.refresh_after(),
+                Err(error) => {
+                    warn!(path = %token.path.display(), %error, "service-account token refresh failed; retrying in 10 s");
+                    now + Duration::from_secs(10)
+                }
+            };
+            next = Some(next.map_or(at, |next: Instant| next.min(at)));
+        }
+        self.token_refresh_at = next;
     }
 
     /// Notices a container process that exited and schedules its restart per the restart policy.
@@ -639,12 +653,15 @@ impl PodRuntime {
         }
     }
 
+    /// Removes the pod's network, hosts file and volumes; container logs stay for inspection.
     async fn teardown(&mut self) {
         if let Some(network) = self.network.take() {
+            self.context.hosts.remove_pod(&network.netns);
             network.delete().await;
             self.context.pod_ips.release(network.address);
         }
-        let _ = tokio::fs::remove_dir_all(&self.token_folder).await;
+        self.volumes = None;
+        let _ = tokio::fs::remove_dir_all(self.log_folder.join("volumes")).await;
     }
 
     /// Publishes an event on the pod; failures only get logged, since events are best effort.

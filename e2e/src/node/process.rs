@@ -1,40 +1,43 @@
 //! Container processes: each runs as `ip netns exec NETNS unshare --mount … BINARY ARGS`, so it sees
-//! only the pod's network and, in a private mount namespace, the pod's token folder bind-mounted at
-//! the standard path. Every step `exec`s the next, so the child's PID is the binary's own.
+//! only the pod's network and, in a private mount namespace, the pod's volumes bind-mounted at their
+//! mount paths. Every step `exec`s the next, so the child's PID is the binary's own.
+//!
+//! `ip netns exec` also bind-mounts the files in `/etc/netns/NETNS/` over `/etc`, which is how a pod
+//! gets its own `/etc/hosts` with Service names.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 
 use rustix::process::{Pid, Signal};
 use tokio::process::{Child, Command};
 
+use super::volumes::Mount;
 use super::{Error, Result};
-
-/// Where a pod expects its service-account token, as on any Kubernetes node.
-pub const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 /// PATH for container processes that do not set their own.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Bind-mounts the token folder ($1, when given) read-only at the standard path inside the private
-/// mount namespace, then replaces itself with the container binary.
+/// Takes SOURCE TARGET ro|rw triples up to `--`, bind-mounts each inside the private mount namespace,
+/// then replaces itself with the container binary and its arguments.
+///
+/// NOTE: a mount point that does not exist is created (an empty folder, or an empty file for a subPath
+/// file), and it stays on the host's filesystem, because only mounts are private here, not files.
 const MOUNT_AND_EXEC: &str = r#"
 set -e
-if [ -n "$1" ]; then
-  mount --bind "$1" /var/run/secrets/kubernetes.io/serviceaccount
-  mount -o remount,bind,ro /var/run/secrets/kubernetes.io/serviceaccount
-fi
+while [ "$1" != "--" ]; do
+  if [ -d "$1" ]; then
+    mkdir -p "$2"
+  else
+    mkdir -p "$(dirname "$2")"
+    [ -e "$2" ] || : >"$2"
+  fi
+  mount --bind "$1" "$2"
+  if [ "$3" = ro ]; then mount -o remount,bind,ro "$2"; fi
+  shift 3
+done
 shift
 exec "$@"
 "#;
-
-/// Creates the (empty) mount point on the host. A bind mount needs an existing folder, and the
-/// mounts themselves happen only inside each pod's private mount namespace.
-pub async fn prepare_token_mount_point() -> Result<()> {
-    tokio::fs::create_dir_all(TOKEN_MOUNT_PATH)
-        .await
-        .map_err(|source| Error::Io { path: TOKEN_MOUNT_PATH.to_owned(), source })
-}
 
 /// What to start for one container.
 pub struct Launch<'a> {
@@ -42,7 +45,7 @@ pub struct Launch<'a> {
     pub binary: &'a Path,
     pub args: &'a [String],
     pub env: &'a [(String, String)],
-    pub token_folder: Option<&'a Path>,
+    pub mounts: &'a [Mount],
     pub working_dir: &'a Path,
     pub log_file: &'a Path,
 }
@@ -57,13 +60,16 @@ pub fn spawn(launch: &Launch<'_>) -> Result<Child> {
     let log_copy = log
         .try_clone()
         .map_err(|source| Error::Io { path: launch.log_file.display().to_string(), source })?;
-    let token_folder: PathBuf = launch.token_folder.map(Path::to_path_buf).unwrap_or_default();
 
     let mut command = Command::new("ip");
     command
         .args(["netns", "exec", launch.netns, "unshare", "--mount", "--propagation", "private", "--"])
-        .args(["sh", "-c", MOUNT_AND_EXEC, "sh"])
-        .arg(&token_folder)
+        .args(["sh", "-c", MOUNT_AND_EXEC, "sh"]);
+    for mount in launch.mounts {
+        command.arg(&mount.source).arg(&mount.target).arg(if mount.read_only { "ro" } else { "rw" });
+    }
+    command
+        .arg("--")
         .arg(launch.binary)
         .args(launch.args)
         .env_clear()
