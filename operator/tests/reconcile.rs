@@ -196,3 +196,46 @@ async fn condition_flip_publishes_a_warning_event() {
     let ready_false = events.iter().find(|e| e.body["reason"] == "ReadyFalse").expect("an event for Ready turning False");
     assert_eq!(ready_false.body["type"], "Warning");
 }
+
+#[tokio::test]
+async fn connections_are_summed_from_pod_metrics() {
+    // Two "pods" on loopback addresses of their own, each serving /metrics on the admin port.
+    let mut servers = Vec::new();
+    let mut pods = Vec::new();
+    for (index, (address, count)) in [("127.0.83.1", 12), ("127.0.83.2", 30)].into_iter().enumerate() {
+        let listener = tokio::net::TcpListener::bind((address, 9090)).await.expect("bind a loopback admin port");
+        servers.push(tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 1024];
+            let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut request).await.unwrap();
+            let body = format!("# TYPE socket_io_connected gauge\nsocket_io_connected{{namespace=\"/chat\"}} {count}\n");
+            let response = format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+            tokio::io::AsyncWriteExt::write_all(&mut socket, response.as_bytes()).await.unwrap();
+        }));
+        pods.push(json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": format!("chat-{index}"), "namespace": "apps"},
+            "status": {"phase": "Running", "podIP": address}
+        }));
+    }
+    // A pending pod has no address and is skipped.
+    pods.push(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "chat-2"}, "status": {"phase": "Pending"}}));
+
+    let api = FakeApi::default();
+    *api.deployment_status.lock().unwrap() = rolled_out(2);
+    *api.pods.lock().unwrap() = pods;
+    reconcile_on(&api, &example("minimal.yaml")).await.unwrap();
+
+    let requests = api.requests();
+    let list = requests.iter().find(|r| r.path.ends_with("/pods")).unwrap();
+    assert!(list.query.contains("labelSelector="), "{}", list.query);
+    let status_patch = requests.iter().find(|r| r.path.ends_with("/status")).unwrap();
+    assert_eq!(status_patch.body["status"]["connections"], 42);
+    for server in servers {
+        tokio::time::timeout(std::time::Duration::from_secs(5), server)
+            .await
+            .expect("each pod's metrics were read within 5s")
+            .unwrap();
+    }
+}

@@ -48,6 +48,8 @@ pub struct FakeApi {
     /// Whether every PUT fails with 409 Conflict, as when another writer changed the object
     /// between our read and our write.
     pub conflict_on_put: Arc<std::sync::atomic::AtomicBool>,
+    /// Items of every pod list.
+    pub pods: Arc<Mutex<Vec<Value>>>,
 }
 
 impl FakeApi {
@@ -77,7 +79,10 @@ impl FakeApi {
         self.requests.lock().unwrap().push(Recorded { method: method.clone(), path: path.clone(), query, body: body.clone() });
 
         match method {
-            Method::GET if path.ends_with("/pods") => respond(StatusCode::OK, json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []})),
+            Method::GET if path.ends_with("/pods") => {
+                let items = self.pods.lock().unwrap().clone();
+                respond(StatusCode::OK, json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items}))
+            }
             Method::GET => match self.objects.lock().unwrap().get(&path) {
                 Some(object) => respond(StatusCode::OK, object.clone()),
                 None => not_found(),
