@@ -64,5 +64,9 @@ crds:
 test-e2e:
 	@true
 
-bench:
-	@echo "no benchmark harness yet"; exit 1
+## bench: measure the gateway beside Node socket.io on this machine; prints the table, writes bench/REPORT.md.
+## BENCH_ARGS passes options to `socketfleet-bench run`, e.g. BENCH_ARGS="--runs 1 --only idle".
+bench: deps
+	$(CARGO) build --release -p socketfleet-gateway -p socketfleet-bench
+	cd bench/node && if [[ ! -d node_modules ]]; then npm ci --no-audit --no-fund --loglevel=error; fi
+	$(CARGO_TARGET_DIR)/release/socketfleet-bench run $(BENCH_ARGS)

@@ -24,7 +24,7 @@ use crate::wire::{self, Frame, WsConn};
 const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Latency histogram resolution: one bucket per microsecond up to this bound, then one overflow bucket.
-const LATENCY_BUCKETS_MICROS: usize = 200_000;
+pub const LATENCY_BUCKETS_MICROS: usize = 200_000;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct HoldArgs {

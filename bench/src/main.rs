@@ -7,6 +7,7 @@
 mod limits;
 mod load;
 mod procs;
+mod proto;
 mod report;
 mod scenarios;
 mod wire;
@@ -19,8 +20,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::procs::{Programs, ServerKind};
 use crate::scenarios::{Settings, SourceAddresses};
 
+/// Counts heap bytes so the prototype server can report them; the load generator allocates little.
+#[global_allocator]
+pub static INSTRUMENTED: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
+
 /// The gateway's Prometheus counter of messages its adapter read from Redis pub/sub.
-pub const ADAPTER_RECEIVED_METRIC: &str = "socketfleet_adapter_messages_received_total";
+pub const ADAPTER_RECEIVED_METRIC: &str = "socketfleet_adapter_received_total";
 
 #[derive(Parser)]
 #[command(about = "socketfleet benchmarks beside the Node socket.io reference")]
@@ -37,6 +42,8 @@ enum Command {
     Hold(load::HoldArgs),
     /// Publishes to rooms for a fixed time and prints the counts.
     Publish(load::PublishArgs),
+    /// Runs a minimal socketioxide server for memory experiments.
+    ProtoServer(proto::ProtoArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -107,6 +114,7 @@ fn main() -> anyhow::Result<()> {
         Command::Run(args) => run(args),
         Command::Hold(args) => load::run_hold(args),
         Command::Publish(args) => load::run_publish(args),
+        Command::ProtoServer(args) => proto::run(args),
     }
 }
 

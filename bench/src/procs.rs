@@ -335,8 +335,14 @@ pub struct PublishReport {
     pub first_error: Option<String>,
 }
 
-/// Runs one `publish` process to the end, with a deadline of its duration plus a minute.
-pub fn run_publisher(programs: &Programs, args: &[String], duration: Duration) -> anyhow::Result<PublishReport> {
+/// Runs one `publish` process to the end, with a deadline of its duration plus a minute. Publishes
+/// acked with an error fail the run unless `allow_rejected` is set.
+pub fn run_publisher(
+    programs: &Programs,
+    args: &[String],
+    duration: Duration,
+    allow_rejected: bool,
+) -> anyhow::Result<PublishReport> {
     let mut child = Command::new(&programs.bench)
         .arg("publish")
         .args(args)
@@ -364,7 +370,7 @@ pub fn run_publisher(programs: &Programs, args: &[String], duration: Duration) -
     if report.failed_sockets > 0 {
         bail!("publisher sockets failed: {}", report.first_error.unwrap_or_default());
     }
-    if report.rejected > 0 {
+    if report.rejected > 0 && !allow_rejected {
         bail!("{} of {} publishes were acked with an error", report.rejected, report.published);
     }
     Ok(report)

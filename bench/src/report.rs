@@ -122,7 +122,14 @@ fn count(value: Option<f64>) -> String {
 }
 
 fn millis(micros: Option<f64>) -> String {
-    micros.map_or("–".to_owned(), |micros| format!("{:.2} ms", micros / 1000.0))
+    match micros {
+        None => "–".to_owned(),
+        // The load generator's histogram ends there; its last bucket collects everything slower.
+        Some(micros) if micros >= crate::load::LATENCY_BUCKETS_MICROS as f64 => {
+            format!("≥ {:.0} ms", crate::load::LATENCY_BUCKETS_MICROS as f64 / 1000.0)
+        }
+        Some(micros) => format!("{:.2} ms", micros / 1000.0),
+    }
 }
 
 fn percent(share: Option<f64>) -> String {

@@ -163,8 +163,15 @@ impl WsConn {
         self.send_raw(&frame).await
     }
 
-    /// Sends the Socket.IO connect for the main namespace and waits for the server's answer.
+    /// Waits for the engine.io open packet, as socket.io clients do, then sends the Socket.IO connect
+    /// for the main namespace and waits for the server's answer.
     pub async fn connect_namespace(&mut self) -> anyhow::Result<()> {
+        loop {
+            let text = self.expect_text().await?;
+            if text.starts_with(b"0") {
+                break;
+            }
+        }
         self.send_text(b"40").await?;
         loop {
             match self.expect_text().await? {
@@ -172,7 +179,7 @@ impl WsConn {
                 text if text.starts_with(b"44") => {
                     bail!("namespace connect rejected: {}", String::from_utf8_lossy(&text))
                 }
-                // The engine.io open packet and pings before the namespace answer.
+                // Pings may come before the namespace answer.
                 text if text == b"2" => self.send_text(b"3").await?,
                 _ => {}
             }
