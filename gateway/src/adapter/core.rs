@@ -406,6 +406,8 @@ impl<E: SocketEmitter> RedisAdapter<E> {
         let known_peers = self.live_peers();
         let receivers = self.publish(kind, &channel, &payload).await?;
         // Redis counts this pod's own subscription too; its own copy is ignored on arrival.
+        // NOTE: a room channel this pod is subscribing or unsubscribing at this moment may be
+        // counted wrongly by one, which ends the request one response early or at the timeout.
         let own = usize::from(self.shared.subscriptions.is_subscribed(&channel));
         Ok(Expected { count: receivers.saturating_sub(own), known_peers })
     }
@@ -496,6 +498,7 @@ impl<E: SocketEmitter> RedisAdapter<E> {
             let channel = self.room_channel(room);
             self.room_channels.lock().unwrap_or_else(|e| e.into_inner()).insert(channel.clone(), room.clone());
             if let Err(err) = self.shared.subscriptions.ensure(&channel).await {
+                self.room_channels.lock().unwrap_or_else(|e| e.into_inner()).remove(&channel);
                 for subscribed in &rooms[..index] {
                     self.release_room(subscribed).await;
                 }
