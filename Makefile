@@ -8,29 +8,16 @@ CARGO ?= cargo
 
 .PHONY: up down test deps build test-unit test-js test-chart test-e2e bench crds
 
-LOCAL := e2e/.local
-GATEWAY_PID := $(LOCAL)/gateway.pid
+## up: bring the main job up for a person to try: a local Kubernetes cluster built from Go modules
+## (etcd, kube-apiserver, controller manager, scheduler), a Redis Cluster, the node agent that runs
+## pods as processes, the operator installed with Helm and the minimal example applied. It prints
+## the kubeconfig (e2e/.local/kubeconfig) and the next commands. Needs root (network namespaces).
+up: deps
+	bash e2e/scripts/up.sh
 
-## up: bring the main job up for a person to try. Until the local cluster exists this runs one
-## gateway on the in-memory adapter on localhost: sockets on 3000, admin and publish API on 9090.
-up: deps build
-	@mkdir -p $(LOCAL)
-	@if [[ -f $(GATEWAY_PID) ]] && kill -0 "$$(cat $(GATEWAY_PID))" 2>/dev/null; then \
-	  echo "gateway already running (pid $$(cat $(GATEWAY_PID))); run make down first"; exit 1; fi
-	@[[ -s $(LOCAL)/publish-token ]] || head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' > $(LOCAL)/publish-token
-	@SOCKETFLEET_PUBLISH_TOKEN="$$(cat $(LOCAL)/publish-token)" \
-	  nohup $(CARGO_TARGET_DIR)/release/socketfleet-gateway --bind-address 127.0.0.1 \
-	  > $(LOCAL)/gateway.log 2>&1 & echo $$! > $(GATEWAY_PID)
-	@for _ in $$(seq 50); do curl -fs http://127.0.0.1:9090/readyz >/dev/null && break; sleep 0.1; done
-	@curl -fs http://127.0.0.1:9090/readyz >/dev/null || { cat $(LOCAL)/gateway.log; exit 1; }
-	@echo "gateway ready: socket.io on http://127.0.0.1:3000 (websocket transport), log in $(LOCAL)/gateway.log"
-	@echo "publish: curl -H \"Authorization: Bearer $$(cat $(LOCAL)/publish-token)\" -H 'content-type: application/json' \\"
-	@echo "           -d '{\"room\":\"lobby\",\"event\":\"news\",\"data\":\"hi\"}' http://127.0.0.1:9090/api/v1/publish"
-	@echo "stop it with: make down"
-
-## down: stop what `make up` started (SIGTERM, so the gateway drains its sockets first).
+## down: stop everything `make up` started and remove its bridge, network namespaces and veths.
 down:
-	@if [[ -f $(GATEWAY_PID) ]]; then kill -TERM "$$(cat $(GATEWAY_PID))" 2>/dev/null || true; rm -f $(GATEWAY_PID); fi
+	bash e2e/scripts/cluster.sh down
 
 ## test: everything CI runs.
 test: deps test-unit test-js test-chart test-e2e
@@ -61,8 +48,9 @@ crds:
 	$(CARGO) run -q -p socketfleet-operator -- crd > crds/realtimenamespaces.socketfleet.io.yaml
 	$(CARGO) run -q -p socketfleet-operator -- crd --chart > charts/socketfleet-operator/templates/crd.yaml
 
+## test-e2e: start a fresh local cluster, run the e2e crate's tests against it, tear it down.
 test-e2e:
-	@true
+	bash e2e/scripts/test-e2e.sh
 
 ## bench: measure the gateway beside Node socket.io on this machine; prints the table, writes bench/REPORT.md.
 ## BENCH_ARGS passes options to `socketfleet-bench run`, e.g. BENCH_ARGS="--runs 1 --only idle".

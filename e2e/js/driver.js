@@ -1,6 +1,6 @@
 // Drives named socket.io clients for the end-to-end tests, one JSON command per stdin line and one
-// JSON reply per stdout line, in order. The Rust test decides what to do; this process only holds the
-// sockets and records what they receive.
+// JSON reply per stdout line, in order. The Rust test decides what to do, and this process keeps
+// the sockets open and records what they receive.
 //
 // Commands (every reply carries the command's `id` and `ok`, or `error`):
 //   {op: "connect", client, url, path?}   connect and wait for the CONNECT ack; the client rejoins its

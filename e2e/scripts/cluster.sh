@@ -206,12 +206,15 @@ start_node_agent() {
 build() {
   etcd_bin=$(bash "$e2e_dir/scripts/build-control-plane.sh" etcd)
   kube_bin=$(bash "$e2e_dir/scripts/build-control-plane.sh" kubernetes)
-  # The agent and the binaries it runs for pods: release builds, like the images they stand in for.
+  # The agent and the binaries it runs for pods: release builds, like the images they replace.
+  # SOCKETFLEET_CARGO_BUILD=0 skips this step when they are already built.
   local package packages=()
   for package in ${SOCKETFLEET_CARGO_PACKAGES:-socketfleet-gateway socketfleet-operator socketfleet-e2e}; do
     packages+=(-p "$package")
   done
-  (cd "$repo_dir" && cargo build --release -q "${packages[@]}" --bins)
+  if [[ ${SOCKETFLEET_CARGO_BUILD:-1} != 0 ]]; then
+    (cd "$repo_dir" && cargo build --release -q "${packages[@]}" --bins)
+  fi
   mkdir -p "$state_dir"
   # Other scripts and the tests find kubectl and etcd here.
   ln -sfn "$kube_bin" "$state_dir/kube-bin"

@@ -1,4 +1,4 @@
-//! `socketfleet-e2e-echo`: a tiny HTTP server that stands in for a real image while testing the node
+//! `socketfleet-e2e-echo`: a tiny HTTP server that replaces a real image while testing the node
 //! agent. `GET /` returns the pod name and address from the env, `GET /readyz` returns 200, and SIGTERM
 //! makes it exit after `ECHO_STOP_DELAY_SECONDS` (default 0), which shows the grace period at work.
 

@@ -8,27 +8,30 @@
 //!   (`ghcr.io/socketfleet/gateway:0.1.0` runs the binary configured for `gateway`);
 //! - sets env as the pod spec says (values, downward API field refs, Secret and ConfigMap keys,
 //!   `envFrom`, `$(VAR)` expansion) and passes the pod's args;
-//! - mounts a projected service-account token from the TokenRequest API, with `ca.crt` and
-//!   `namespace`, at `/var/run/secrets/kubernetes.io/serviceaccount` and sets
-//!   `KUBERNETES_SERVICE_HOST`/`PORT` to the API server's address;
+//! - fills `emptyDir`, `secret`, `configMap`, `downwardAPI` and `projected` volumes and bind-mounts
+//!   them at their mount paths, so the service-account token from the TokenRequest API appears at
+//!   `/var/run/secrets/kubernetes.io/serviceaccount`; `KUBERNETES_SERVICE_HOST`/`PORT` name the API
+//!   server;
 //! - runs HTTP and TCP readiness, liveness and startup probes, and reports the pod's phase, IP,
 //!   conditions and container statuses;
 //! - on deletion sends SIGTERM, waits for the grace period, then SIGKILL, and removes the pod;
-//! - gives each LoadBalancer Service one address and forwards its TCP ports round-robin over the
-//!   ready endpoints of its EndpointSlices, with no stickiness.
+//! - proxies every Service's cluster IP and gives each LoadBalancer Service one more address, both
+//!   forwarding TCP round-robin over the ready endpoints of the Service's EndpointSlices with no
+//!   stickiness, and writes Service names into each pod's `/etc/hosts`.
 //!
-//! What it does not do, compared with a kubelet:
-//! - no container images, cgroups, resource limits, user, PID or filesystem isolation: a pod's
-//!   processes run as root on the host's filesystem and only the network and mount namespaces differ;
-//! - volumes other than the service-account token are not mounted (the pod starts without them);
-//! - init containers, sidecars, exec probes, gRPC probes, lifecycle hooks, `kubectl exec`,
-//!   port-forward and attach are not supported, and `kubectl logs` is not served (logs are files in
-//!   the state directory);
-//! - no ClusterIP routing and no cluster DNS: pods reach the API server and Redis by the node address
-//!   and other pods by pod IP, and `KUBERNETES_SERVICE_HOST` is the node address, not the `kubernetes`
-//!   Service's cluster IP;
-//! - no eviction under pressure, no node status beyond Ready, no restart of pods after the agent
-//!   itself restarts with a new IP kept stable.
+//! What it does not do, compared with a kubelet (and kube-proxy, CoreDNS):
+//! - no container images, cgroups, resource limits, users, PID or filesystem isolation: a pod's
+//!   processes run as root on the host's filesystem, and only the network and mount namespaces differ,
+//!   so `securityContext` (for example `runAsUser`) is ignored;
+//! - volume types other than those above (hostPath, persistentVolumeClaim, …) make the pod fail to
+//!   start, and Secret or ConfigMap changes do not reach running pods;
+//! - init containers, sidecars, exec and gRPC probes, lifecycle hooks, `kubectl exec`, port-forward,
+//!   attach and `kubectl logs` are not supported (container logs are files in the state folder);
+//! - no cluster DNS server: names resolve only through the hosts file, and headless Services have
+//!   no entry; `KUBERNETES_SERVICE_HOST` is the node address rather than the `kubernetes` Service's
+//!   cluster IP;
+//! - no eviction under pressure and no node conditions beyond Ready; when the agent restarts, it kills
+//!   the processes it left and starts its pods again, possibly at new addresses.
 
 pub mod env;
 pub mod hosts;
@@ -177,7 +180,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let hosts = Arc::new(hosts::Hosts::default());
     let context = Arc::new(Context { client: client.clone(), config: config.clone(), images, pod_ips, hosts: hosts.clone() });
-    let shutdown = tokio_util_shutdown();
+    let shutdown = shutdown_signal();
 
     let heartbeat = tokio::spawn(lease::renew_forever(client.clone(), config.node_name.clone()));
     let proxy = tokio::spawn(services::run(
@@ -195,8 +198,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     pods
 }
 
-/// A watch channel that turns true on SIGTERM or ctrl-c.
-fn tokio_util_shutdown() -> tokio::sync::watch::Receiver<bool> {
+/// Returns a watch channel that turns true on SIGTERM or ctrl-c.
+fn shutdown_signal() -> tokio::sync::watch::Receiver<bool> {
     let (sender, receiver) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

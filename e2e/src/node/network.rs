@@ -102,9 +102,17 @@ impl PodNetwork {
         Ok(())
     }
 
-    /// Removes the namespace (which removes both veth ends) and a stray host-side veth. Missing
-    /// pieces are not an error, so this is safe to call twice.
+    /// Kills processes left in the namespace (by an agent that crashed), then removes the namespace,
+    /// which removes both veth ends, and a stray host-side veth. Missing pieces are not an error, so
+    /// this is safe to call twice.
     pub async fn delete(&self) {
+        if let Ok(output) = Command::new("ip").args(["netns", "pids", &self.netns]).output().await {
+            for pid in String::from_utf8_lossy(&output.stdout).split_whitespace() {
+                if let Some(pid) = pid.parse().ok().and_then(rustix::process::Pid::from_raw) {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                }
+            }
+        }
         let _ = ip(&["netns", "delete", &self.netns]).await;
         let _ = ip(&["link", "delete", &self.host_veth]).await;
     }

@@ -30,8 +30,8 @@ use super::{env, Context, Error, Result};
 
 /// How often a worker checks its processes, probes and timers.
 const TICK: Duration = Duration::from_millis(250);
-/// Longest wait between restarts of a crashing container. A kubelet waits up to 5 minutes; a short cap
-/// keeps a local cluster responsive after a fix.
+/// Maximum wait between restarts of a crashing container. A kubelet waits up to 5 minutes, but a short
+/// cap keeps a local cluster responsive after a fix.
 const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(30);
 /// Upper bound on how long the agent waits for a pod's processes when the agent itself stops.
 const SHUTDOWN_GRACE_CAP: Duration = Duration::from_secs(30);

@@ -278,8 +278,8 @@ impl Target {
     }
 }
 
-/// The ready endpoints of one slice for the port named `port_name` ("" for an unnamed port). An
-/// endpoint without a ready condition counts as ready, as the EndpointSlice API defines.
+/// Returns the ready endpoints of one slice for the port named `port_name` ("" for an unnamed port).
+/// An endpoint without a ready condition counts as ready, as the EndpointSlice API defines.
 fn ready_endpoints(slice: &EndpointSlice, port_name: &str) -> Vec<SocketAddr> {
     let Some(port) = slice
         .ports

@@ -6,8 +6,8 @@
 //! appears at `/var/run/secrets/kubernetes.io/serviceaccount` as on any node. Any other type makes the
 //! pod fail to start with a message naming it.
 //!
-//! NOTE: Secret and ConfigMap contents are written once at pod start and not updated afterwards, as
-//! a kubelet would do within a minute; only service-account tokens are refreshed.
+//! NOTE: Secret and ConfigMap contents are written once at pod start. A kubelet updates them within
+//! about a minute, but here only service-account tokens are refreshed.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,7 +19,7 @@ use kube::Client;
 
 use super::{env, token, Error, Result};
 
-/// A kubelet asks for one hour plus 7 s for the default token and rotates it at 80 % of its lifetime.
+/// A kubelet requests one hour plus 7 s for the default token and rotates it at 80 % of its lifetime.
 const DEFAULT_TOKEN_SECONDS: i64 = 3607;
 
 /// One bind mount for one container.
@@ -75,7 +75,7 @@ impl PodVolumes {
         Ok(volumes)
     }
 
-    /// The bind mounts of one container, in the order the pod spec lists them.
+    /// Returns the bind mounts of one container, in the order the pod spec lists them.
     pub fn mounts(&self, container: &Container) -> Result<Vec<Mount>> {
         let mut mounts = Vec::new();
         for mount in container.volume_mounts.iter().flatten() {

@@ -112,7 +112,7 @@ pub fn wait_until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> R
 // Test namespace
 
 /// A namespace for one test, labelled with [`TEST_LABEL`]. When the test panics, dropping it prints
-/// the pods, events, the RealtimeNamespaces and the containers' logs; it then uninstalls the test's
+/// the pods, events, RealtimeNamespaces and container logs. Dropping it always uninstalls the test's
 /// Helm release and deletes every namespace with the test's label.
 pub struct TestNamespace<'a> {
     pub cluster: &'a Cluster,
