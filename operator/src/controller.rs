@@ -318,10 +318,15 @@ pub fn endpoint(rtns: &RealtimeNamespace, service: &Service) -> String {
 async fn write_status(rtns: &RealtimeNamespace, ctx: &Context, status: &RealtimeNamespaceStatus) -> Result<(), Error> {
     let name = rtns.name_any();
     let api: Api<RealtimeNamespace> = Api::namespaced(ctx.client.clone(), &rtns.namespace().unwrap_or_default());
+
+    // Conditions are a list-map keyed by type, so applying only the operator's own types leaves
+    // other writers' conditions in place and never takes ownership of them.
+    let mut owned = status.clone();
+    owned.conditions.retain(|condition| conditions::TYPES.contains(&condition.type_.as_str()));
     let patch = serde_json::json!({
         "apiVersion": RealtimeNamespace::api_version(&()),
         "kind": RealtimeNamespace::kind(&()),
-        "status": status,
+        "status": owned,
     });
     api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
         .await

@@ -239,3 +239,30 @@ async fn connections_are_summed_from_pod_metrics() {
             .unwrap();
     }
 }
+
+#[tokio::test]
+async fn status_apply_leaves_foreign_conditions_out() {
+    let api = FakeApi::default();
+    *api.deployment_status.lock().unwrap() = rolled_out(1);
+    let mut rtns = example("minimal.yaml");
+    rtns.status = Some(serde_json::from_value(json!({
+        "conditions": [{
+            "type": "example.com/Audited",
+            "status": "True",
+            "reason": "Checked",
+            "message": "",
+            "lastTransitionTime": "2026-01-01T00:00:00Z"
+        }]
+    })).unwrap());
+    reconcile_on(&api, &rtns).await.unwrap();
+
+    let requests = api.requests();
+    let status_patch = requests.iter().find(|r| r.path.ends_with("/status")).unwrap();
+    let types: Vec<&str> = status_patch.body["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, vec!["Ready", "Progressing", "Degraded", "RedisReachable"]);
+}
