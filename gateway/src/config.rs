@@ -110,7 +110,8 @@ pub struct Config {
     #[arg(long, env = "SOCKETFLEET_USER_COUNT_TTL", default_value = "60s", value_parser = parse_duration)]
     pub user_count_ttl: Duration,
 
-    /// Redis URL (redis:// or rediss://). Unset: the gateway runs alone with the in-memory adapter.
+    /// Redis URL (redis:// or rediss://); for a cluster, several seed URLs may be separated by
+    /// commas. Unset: the gateway runs alone with the in-memory adapter.
     #[arg(long, env = "SOCKETFLEET_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 

@@ -77,9 +77,10 @@ impl UserLimiter {
             return Ok(None);
         };
         let password = config.redis_password().ok().flatten();
+        let seeds: Vec<&str> = url.split(',').map(str::trim).filter(|seed| !seed.is_empty()).collect();
         let connection = match config.redis_mode {
             RedisMode::Cluster => {
-                let mut builder = redis::cluster::ClusterClient::builder([url.as_str()]);
+                let mut builder = redis::cluster::ClusterClient::builder(seeds);
                 if let Some(password) = &password {
                     builder = builder.password(password.clone());
                 }
@@ -90,7 +91,8 @@ impl UserLimiter {
                 Connection::Cluster(client.get_async_connection().await.map_err(UserLimitError::Connect)?)
             }
             RedisMode::Standalone => {
-                let info = url.as_str().into_connection_info().map_err(UserLimitError::InvalidUrl)?;
+                let first = seeds.first().copied().unwrap_or_default();
+                let info = first.into_connection_info().map_err(UserLimitError::InvalidUrl)?;
                 let mut settings = info.redis_settings().clone();
                 if let Some(password) = &password {
                     settings = settings.set_password(password);
