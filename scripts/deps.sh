@@ -8,6 +8,9 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-cli >/dev/null || missing+=(redis-tools)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v curl >/dev/null || missing+=(curl)
+# The local cluster (e2e/scripts) makes its certificates with openssl and its pod mounts with unshare.
+command -v openssl >/dev/null || missing+=(openssl)
+command -v unshare >/dev/null || missing+=(util-linux)
 # The gateway tests drive it with the npm socket.io-client.
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
