@@ -151,12 +151,12 @@ impl Connections {
 /// Retry-After when the pod is full or draining, before any upgrade or session is created.
 /// Requests that carry a `sid` belong to an admitted session and always pass.
 pub async fn admit(connections: Arc<Connections>, request: Request, next: Next) -> Response {
-    if is_new_session(&request) {
-        if let Some(reason) = connections.admission() {
-            connections.metrics.count_rejected(reason);
-            tracing::debug!(reason = reason.as_str(), open = connections.open(), "rejected new connection");
-            return rejection_response(reason);
-        }
+    if is_new_session(&request)
+        && let Some(reason) = connections.admission()
+    {
+        connections.metrics.count_rejected(reason);
+        tracing::debug!(reason = reason.as_str(), open = connections.open(), "rejected new connection");
+        return rejection_response(reason);
     }
     next.run(request).await
 }
