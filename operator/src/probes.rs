@@ -17,6 +17,9 @@ use crate::crd::{RealtimeNamespace, RedisMode, SecretKeyRef};
 /// Time one Redis check or one metrics request may take.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Maximum Redis URLs one check tries before it reports the last failure.
+const MAX_CHECKED_URLS: usize = 3;
+
 /// Largest metrics response read from one pod.
 const MAX_METRICS_BYTES: u64 = 4 * 1024 * 1024;
 
@@ -74,8 +77,8 @@ async fn read_secret_key(secrets: &Api<Secret>, reference: &SecretKeyRef) -> Res
         .map_err(|_| missing(format!("Secret {} key {} is not UTF-8", reference.name, reference.key)))
 }
 
-/// Sends PING, and CLUSTER INFO in cluster mode, to the target's URLs in order and returns the
-/// result of the first one that responds.
+/// Sends PING, and CLUSTER INFO in cluster mode, to the target's first URLs in order and returns
+/// the result of the first one that responds.
 pub async fn check_redis(target: &RedisTarget) -> RedisCheck {
     // NOTE: the operator is built without the redis crate's TLS support, so a `rediss://`
     // binding is not checked and RedisReachable stays Unknown. The gateways' readiness still
@@ -87,7 +90,8 @@ pub async fn check_redis(target: &RedisTarget) -> RedisCheck {
         };
     }
     let mut last = RedisCheck::Unreachable { reason: "NoEndpoint", message: "no Redis endpoint is configured".into() };
-    for url in &target.urls {
+    // Trying a few seeds bounds one reconcile's wait at MAX_CHECKED_URLS timeouts.
+    for url in target.urls.iter().take(MAX_CHECKED_URLS) {
         let outcome = tokio::time::timeout(PROBE_TIMEOUT, check_one(target, url)).await;
         last = match outcome {
             Ok(check) => check,
