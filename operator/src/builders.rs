@@ -1023,7 +1023,15 @@ mod tests {
         let version = &crd.spec.versions[0];
         let columns: Vec<&str> =
             version.additional_printer_columns.iter().flatten().map(|c| c.name.as_str()).collect();
-        assert_eq!(columns, vec!["Path", "Ready", "Replicas", "Connections", "Age"]);
+        assert_eq!(columns, vec!["Path", "Ready", "Replicas", "Connections", "Age", "Endpoint"]);
+        let wide_only: Vec<&str> = version
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .filter(|c| c.priority == Some(1))
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(wide_only, vec!["Endpoint"]);
         let scale = version.subresources.as_ref().unwrap().scale.as_ref().unwrap();
         assert_eq!(scale.spec_replicas_path, ".spec.replicas");
         assert_eq!(scale.status_replicas_path, ".status.replicas");

@@ -70,7 +70,14 @@ pub const DEFAULT_TARGET_CPU_UTILIZATION: i32 = 70;
         json_path = ".status.connections",
         description = "Live sockets over all gateway pods"
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Endpoint",
+        type_ = "string",
+        json_path = ".status.endpoint",
+        description = "URL clients connect to",
+        priority = 1
+    )
 )]
 #[x_kube(
     validation = Rule::new("!(has(self.replicas) && has(self.scaling))")
