@@ -63,6 +63,23 @@ async fn master_failover_restores_room_subscriptions() {
     assert!(victim_rooms.len() >= 3, "master {victim} owns too few rooms: {on_master:?}");
     let lost_before = metric(&member_pod, "socketfleet_adapter_subscriptions_lost_total");
 
+    // Readiness of the member pod, sampled every 10 ms: when it turned false and true again.
+    let watched = member_pod.state.clone();
+    let readiness = tokio::spawn(async move {
+        let started = Instant::now();
+        let (mut unready_at, mut ready_again_at) = (None, None);
+        while started.elapsed() < Duration::from_secs(20) {
+            match (watched.healthy(), unready_at) {
+                (false, None) => unready_at = Some(started.elapsed()),
+                (false, Some(_)) => ready_again_at = None,
+                (true, Some(_)) if ready_again_at.is_none() => ready_again_at = Some(started.elapsed()),
+                _ => {}
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        (unready_at, ready_again_at)
+    });
+
     // Kill the master and keep publishing numbered events for 15 s.
     let killed_at = Instant::now();
     let status = std::process::Command::new("kill").args(["-KILL", &cluster.pid(victim).to_string()]).status().unwrap();
@@ -76,7 +93,7 @@ async fn master_failover_restores_room_subscriptions() {
         let at = killed_at.elapsed();
         let data = json!({"n": sequence});
         let publish = publisher.io.to(room.clone()).emit("numbered", &data);
-        let ok = matches!(tokio::time::timeout(Duration::from_secs(5), publish).await, Ok(Ok(())));
+        let ok = matches!(tokio::time::timeout(Duration::from_secs(1), publish).await, Ok(Ok(())));
         sent.push((sequence, room, at, ok));
         seen_unready |= !member_pod.state.healthy();
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -105,15 +122,29 @@ async fn master_failover_restores_room_subscriptions() {
         .max()
         .unwrap_or_default();
     let duplicates: Vec<_> = received.iter().filter(|(_, count)| **count > 1).collect();
+    let first_delivered_on_victim = sent
+        .iter()
+        .filter(|(n, room, _, ok)| *ok && victim_rooms.contains(room) && received.contains_key(n))
+        .find(|(_, _, at, _)| *at > Duration::ZERO)
+        .map(|(_, _, at, _)| *at);
+    let (unready_at, ready_again_at) = readiness.await.unwrap();
     println!(
-        "failover of master {victim} ({} rooms): {} events sent in 15 s, {} publishes failed with an error, \
-         {} published events not delivered, last failed or lost event {:.2} s after the kill",
+        "failover of master {victim} ({} of {ROOMS} rooms): {} events sent in 15 s, {} publishes failed or timed out (1 s), \
+         {} published events not delivered, last failed or lost event sent {:.2} s after the kill, \
+         first delivered event to a room of the killed master sent {:.2} s after the kill, \
+         member pod not ready from {:.2} s to {:.2} s",
         victim_rooms.len(),
         sent.len(),
         failed.len(),
         lost.len(),
-        last_problem.as_secs_f64()
+        last_problem.as_secs_f64(),
+        first_delivered_on_victim.unwrap_or_default().as_secs_f64(),
+        unready_at.unwrap_or_default().as_secs_f64(),
+        ready_again_at.unwrap_or_default().as_secs_f64(),
     );
+    for (n, room, at, _) in &lost {
+        println!("lost event {n} to {room}, sent {:.2} s after the kill", at.as_secs_f64());
+    }
     assert!(duplicates.is_empty(), "duplicated events: {duplicates:?}");
     for (_, room, _, _) in &lost {
         assert!(victim_rooms.contains(room), "an event to {room}, not on the killed master, was lost");

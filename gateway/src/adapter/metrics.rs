@@ -108,6 +108,9 @@ pub struct Metrics {
     queue_depth: AtomicI64,
     last_queue_full: Mutex<Option<Instant>>,
     health_check_failed: AtomicBool,
+    /// Resubscriptions so far, and how many of them a later health check found in place.
+    resubscribed_generation: AtomicU64,
+    verified_generation: AtomicU64,
 }
 
 fn kind_index(kind: ChannelKind) -> usize {
@@ -171,9 +174,20 @@ impl Metrics {
         self.partial[index].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts a channel subscribed again after it was lost.
+    /// Counts a channel subscribed again after it was lost; readiness waits for a health check.
     pub fn record_resubscribed(&self) {
         self.resubscribed.fetch_add(1, Ordering::Relaxed);
+        self.resubscribed_generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Returns the resubscription count a health check starting now covers.
+    pub fn resubscribed_generation(&self) -> u64 {
+        self.resubscribed_generation.load(Ordering::SeqCst)
+    }
+
+    /// Records that a health check that started at `generation` found every subscription.
+    pub fn record_verified(&self, generation: u64) {
+        self.verified_generation.fetch_max(generation, Ordering::SeqCst);
     }
 
     /// Returns how many channels were subscribed again after a loss.
@@ -216,6 +230,11 @@ impl Metrics {
         }
         if self.health_check_failed.load(Ordering::Relaxed) {
             return Some("redis health check failed".to_owned());
+        }
+        // A resubscription can land on a connection that redis-rs replaces right after, so it
+        // counts only once a health check saw it on the server.
+        if self.resubscribed_generation.load(Ordering::SeqCst) > self.verified_generation.load(Ordering::SeqCst) {
+            return Some("restored redis subscriptions are not verified yet".to_owned());
         }
         let last_full = *self.last_queue_full.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(at) = last_full
@@ -361,6 +380,18 @@ mod tests {
         metrics.record_queue_full();
         assert_eq!(metrics.dropped_total(), 1);
         assert!(metrics.unhealthy_reason().is_some());
+    }
+
+    #[test]
+    fn resubscriptions_need_a_health_check() {
+        let metrics = Metrics::default();
+        let generation = metrics.resubscribed_generation();
+        metrics.record_resubscribed();
+        assert!(metrics.unhealthy_reason().unwrap().contains("not verified"));
+        metrics.record_verified(generation);
+        assert!(metrics.unhealthy_reason().is_some(), "a check that started before does not count");
+        metrics.record_verified(metrics.resubscribed_generation());
+        assert_eq!(metrics.unhealthy_reason(), None);
     }
 
     #[test]

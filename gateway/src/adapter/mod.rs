@@ -88,7 +88,8 @@ pub struct AdapterConfig {
     /// Messages read from Redis and not yet dispatched; beyond this they are dropped and counted.
     /// Default 65,536, about 64 MiB at 1 KiB per message.
     pub queue_capacity: usize,
-    /// Period of the subscription health check (CLIENT INFO per primary). Default 5 s.
+    /// Period of the subscription health check (CLUSTER SLOTS, then CLIENT INFO per primary);
+    /// it also runs 1 s after a channel was subscribed again. Default 2 s.
     pub health_interval: Duration,
     /// Period of the sweep that makes subscriptions agree with local rooms, and of heartbeats.
     /// A pod that sent a heartbeat within three periods is named when it misses a response.
@@ -105,7 +106,7 @@ impl Default for AdapterConfig {
             prefix: "socketfleet".to_owned(),
             request_timeout: Duration::from_secs(5),
             queue_capacity: 65_536,
-            health_interval: Duration::from_secs(5),
+            health_interval: Duration::from_secs(2),
             heartbeat_interval: Duration::from_secs(5),
             join_grace: Duration::from_millis(250),
         }
@@ -271,18 +272,32 @@ async fn health_loop(shared: Weak<Shared>) {
         Some(shared) => shared.config.health_interval,
         None => return,
     };
+    let recheck = match shared.upgrade() {
+        Some(shared) => shared.subscriptions.clone(),
+        None => return,
+    };
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        ticker.tick().await;
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = recheck.resubscribed.notified() => {
+                // Let the wave of resubscriptions and redis-rs' slot refreshes settle first.
+                tokio::time::sleep(RECHECK_DELAY).await;
+            }
+        }
         let Some(shared) = shared.upgrade() else { return };
         check_subscriptions(&shared).await;
     }
 }
 
+/// Delay between a resubscription and the health check that verifies it.
+const RECHECK_DELAY: Duration = Duration::from_secs(1);
+
 /// Compares, per primary, the subscriptions Redis has for this pod with the ones it should have,
 /// and marks the channels of a primary with fewer lost.
 async fn check_subscriptions(shared: &Shared) {
+    let generation = shared.metrics.resubscribed_generation();
     let before: HashSet<String> = shared.subscriptions.subscribed().into_iter().collect();
     let nodes = match shared.driver.node_subscriptions().await {
         Ok(nodes) => nodes,
@@ -298,6 +313,7 @@ async fn check_subscriptions(shared: &Shared) {
     let stable: Vec<&String> = before.intersection(&after).collect();
 
     let mut failed = false;
+    let mut missing = false;
     for node in nodes {
         let on_node: Vec<String> = match shared.driver.topology() {
             Topology::Standalone => stable.iter().map(|c| (*c).clone()).collect(),
@@ -319,11 +335,15 @@ async fn check_subscriptions(shared: &Shared) {
                     "redis has fewer subscriptions for this pod than expected"
                 );
                 shared.subscriptions.mark_many_lost(on_node, LossReason::HealthCheck);
+                missing = true;
             }
             Some(_) => {}
         }
     }
     shared.metrics.set_health_check_failed(failed);
+    if !failed && !missing {
+        shared.metrics.record_verified(generation);
+    }
 }
 
 async fn sweep_loop(shared: Weak<Shared>) {

@@ -15,7 +15,7 @@ use std::{
 };
 
 use redis::RedisResult;
-use tokio::sync::{Mutex, Semaphore, mpsc};
+use tokio::sync::{Mutex, Notify, Semaphore, mpsc};
 
 use super::{
     driver::Driver,
@@ -46,6 +46,10 @@ pub struct Subscriptions {
     /// room cannot end with members and no subscription.
     stripes: Vec<Mutex<()>>,
     retry_tx: mpsc::UnboundedSender<String>,
+    /// Woken after a channel was subscribed again, so the health check verifies it soon: redis-rs
+    /// may replace a node's connection after a later slot refresh, and the subscriptions made on
+    /// the replaced connection are gone without any push.
+    pub resubscribed: Notify,
 }
 
 impl Subscriptions {
@@ -58,6 +62,7 @@ impl Subscriptions {
             channels: StdMutex::new(HashMap::new()),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             retry_tx,
+            resubscribed: Notify::new(),
         });
         tokio::spawn(resubscribe_loop(Arc::downgrade(&subscriptions), retry_rx));
         subscriptions
@@ -231,6 +236,7 @@ impl Subscriptions {
             self.update_gauges(&channels);
             drop(channels);
             self.metrics.record_resubscribed();
+            self.resubscribed.notify_one();
             Ok(true)
         } else {
             Ok(false)

@@ -43,18 +43,28 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts a cluster on ports `port..port+5`.
+    /// Starts a cluster on ports `port..port+5` (cluster bus `port+10000..`), or on a later block
+    /// of ports if another process already listens on one of them.
     pub fn start(port: u16) -> Self {
-        let dir = std::env::temp_dir().join(format!("socketfleet-adapter-test-{port}"));
-        let status = std::process::Command::new("bash")
-            .arg(repo_root().join("e2e/scripts/redis-cluster.sh"))
-            .args(["start", "--port", &port.to_string(), "--dir"])
-            .arg(&dir)
-            .args(["--owner-pid", &std::process::id().to_string()])
-            .status()
-            .expect("run e2e/scripts/redis-cluster.sh");
-        assert!(status.success(), "redis cluster on port {port} did not start");
-        Self { port, dir }
+        for attempt in 0..5u16 {
+            let base = port + attempt * 500;
+            let ports = (0..6).flat_map(|i| [base + i, base + i + 10_000]);
+            if !ports.into_iter().all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+                continue;
+            }
+            let dir = std::env::temp_dir().join(format!("socketfleet-adapter-test-{base}"));
+            let status = std::process::Command::new("bash")
+                .arg(repo_root().join("e2e/scripts/redis-cluster.sh"))
+                .args(["start", "--port", &base.to_string(), "--dir"])
+                .arg(&dir)
+                .args(["--owner-pid", &std::process::id().to_string()])
+                .status()
+                .expect("run e2e/scripts/redis-cluster.sh");
+            if status.success() {
+                return Self { port: base, dir };
+            }
+        }
+        panic!("no redis cluster started on ports {port}.. after 5 attempts");
     }
 
     /// Node URLs for the cluster client.
