@@ -152,8 +152,8 @@ fn print_line<T: Serialize>(value: &T) {
     println!("{}", serde_json::to_string(value).expect("report serializes"));
 }
 
-/// Opens the sockets, prints `{"event":"ready",...}` once every socket connected or failed, then
-/// answers `stats`, `latency` and `reset` lines on stdin until `stop` or end of input.
+/// Opens the sockets and prints `{"event":"ready",...}` once every socket connected or failed.
+/// Then it handles `stats`, `latency` and `reset` commands on stdin until `stop` or end of input.
 pub fn run_hold(args: HoldArgs) -> anyhow::Result<()> {
     crate::limits::raise_open_files_limit()?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

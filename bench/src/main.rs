@@ -1,7 +1,7 @@
 //! socketfleet's benchmark harness: runs the gateway and the Node socket.io reference on this
 //! machine, drives both with the same load generator, and writes a report with the ratios.
 //!
-//! `run` is the harness. `hold` and `publish` are the load generator processes it starts; each one
+//! `run` is the harness. `hold` and `publish` are the load generator processes it starts. Each one
 //! stays under the per-process open-files limit, so large socket counts use several of them.
 
 mod limits;
@@ -21,8 +21,14 @@ use crate::procs::{Programs, ServerKind};
 use crate::scenarios::{Settings, SourceAddresses};
 
 /// Counts heap bytes so the prototype server can report them; the load generator allocates little.
+#[cfg(not(feature = "mimalloc"))]
 #[global_allocator]
 pub static INSTRUMENTED: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
+
+/// stats_alloc cannot wrap mimalloc in a static on stable Rust, so this build counts no heap bytes.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static MIMALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The gateway's Prometheus counter of messages its adapter read from Redis pub/sub.
 pub const ADAPTER_RECEIVED_METRIC: &str = "socketfleet_adapter_received_total";

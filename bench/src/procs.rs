@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
-/// Which implementation a server process runs.
+/// Server implementation under test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ServerKind {
     Gateway,
@@ -31,7 +31,7 @@ impl ServerKind {
     }
 }
 
-/// Where the harness finds the programs it runs.
+/// Paths of the programs the harness runs.
 #[derive(Clone, Debug)]
 pub struct Programs {
     pub gateway: PathBuf,
@@ -292,7 +292,7 @@ impl HoldProcess {
         self.child.id()
     }
 
-    /// Sends `stats`, `latency` or `reset` and returns the answer.
+    /// Sends `stats`, `latency` or `reset` and returns the report the process prints.
     pub fn command(&mut self, command: &str) -> anyhow::Result<HoldReport> {
         writeln!(self.stdin, "{command}")?;
         self.stdin.flush()?;

@@ -102,6 +102,12 @@ async fn copy_request_parts(request: axum::extract::Request) -> axum::extract::R
     axum::extract::Request::from_parts(parts, body)
 }
 
+#[cfg(feature = "mimalloc")]
+async fn heap() -> String {
+    serde_json::json!({ "live": 0, "note": "built with mimalloc: heap bytes are not counted" }).to_string()
+}
+
+#[cfg(not(feature = "mimalloc"))]
 async fn heap() -> String {
     let stats = crate::INSTRUMENTED.stats();
     serde_json::json!({

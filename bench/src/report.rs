@@ -20,7 +20,7 @@ pub struct Results {
     pub failures: Vec<String>,
 }
 
-/// What the report says about the machine and the software measured.
+/// Machine and software facts printed in the report.
 #[derive(Serialize)]
 pub struct Environment {
     pub date: String,
@@ -136,7 +136,8 @@ fn percent(share: Option<f64>) -> String {
     share.map_or("–".to_owned(), |share| format!("{:.1} %", share * 100.0))
 }
 
-/// How many times better socketfleet is: `node / socketfleet` when lower is better, else the inverse.
+/// Formats how many times better socketfleet is: `node / socketfleet` when lower is better, else
+/// the inverse.
 fn ratio(socketfleet: Option<f64>, node: Option<f64>, lower_is_better: bool) -> String {
     match (socketfleet, node) {
         (Some(ours), Some(theirs)) if ours > 0.0 && theirs > 0.0 => {

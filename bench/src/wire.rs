@@ -2,7 +2,7 @@
 //!
 //! It does only what the benchmarks need, with no allocation per received message: the HTTP upgrade,
 //! text frames with a zero mask key (RFC 6455 requires a mask, and any 32-bit key is a valid one), the
-//! engine.io ping answer, the namespace connect, events with acks, and counting or timing received
+//! engine.io pong, the namespace connect, events with acks, and counting or timing received
 //! events. Received frames are parsed in place in the connection's read buffer.
 
 use std::net::{IpAddr, SocketAddr};
@@ -156,7 +156,7 @@ impl WsConn {
         self.send_raw(&frame).await
     }
 
-    /// Answers a websocket ping with a pong that carries the same payload.
+    /// Sends a websocket pong carrying the payload of the ping it replies to.
     pub async fn send_pong(&mut self, payload: &[u8]) -> anyhow::Result<()> {
         let mut frame = Vec::with_capacity(payload.len() + 14);
         encode_frame(&mut frame, 0xA, payload);
@@ -164,7 +164,7 @@ impl WsConn {
     }
 
     /// Waits for the engine.io open packet, as socket.io clients do, then sends the Socket.IO connect
-    /// for the main namespace and waits for the server's answer.
+    /// for the main namespace and waits for the server's CONNECT reply.
     pub async fn connect_namespace(&mut self) -> anyhow::Result<()> {
         loop {
             let text = self.expect_text().await?;
@@ -275,8 +275,8 @@ pub fn ack_id(text: &[u8]) -> Option<u64> {
     any.then_some(value)
 }
 
-/// Monotonic clock in nanoseconds; one clock for every process on the machine, so a sender and a
-/// receiver in different load generator processes can compare timestamps.
+/// Returns CLOCK_MONOTONIC in nanoseconds. Every process on the machine reads the same clock, so a
+/// sender and a receiver in different load generator processes can compare timestamps.
 pub fn monotonic_nanos() -> u64 {
     let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
     now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
