@@ -3,7 +3,7 @@
 // the sockets open and records what they receive.
 //
 // Commands (every reply carries the command's `id` and `ok`, or `error`):
-//   {op: "connect", client, url, path?}   connect and wait for the CONNECT ack; the client rejoins its
+//   {op: "connect", client, url, auth?}   connect and wait for the CONNECT ack; the client rejoins its
 //                                         rooms after every reconnect, including after the server
 //                                         closed it (a draining gateway does)
 //   {op: "request", client, event, payload}  emit with an ack and reply with the ack's value
@@ -37,8 +37,9 @@ function client(name) {
   return found;
 }
 
-async function connect({ client: name, url }) {
+async function connect({ client: name, url, auth }) {
   const socket = io(url, {
+    auth: auth ?? {},
     transports: ["websocket"],
     reconnection: true,
     reconnectionDelay: 200,

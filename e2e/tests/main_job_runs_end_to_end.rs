@@ -18,16 +18,12 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail, ensure};
 use serde_json::{Value, json};
-use support::{Clients, Cluster, TestNamespace, http, metric_sum, wait_until};
+use support::{Clients, Cluster, TestNamespace, http, install_operator, metric_sum, pod_ready, step, wait_until};
 
 const RTNS: &str = "chat";
 const SELECTOR: &str = "app.kubernetes.io/instance=chat,app.kubernetes.io/name=socketfleet-gateway";
 const ROOM: &str = "e2e-room";
 const PUBLISH_TOKEN: &str = "e2e-publish-token";
-
-fn step(text: &str) {
-    eprintln!("e2e: {text}");
-}
 
 #[test]
 fn main_job_runs_end_to_end() -> Result<()> {
@@ -64,38 +60,8 @@ fn scenario(cluster: &Cluster, namespace: &mut TestNamespace<'_>) -> Result<()> 
 // -------------------------------------------------------------------------------------------------
 // Steps
 
-fn install_operator(cluster: &Cluster, namespace: &mut TestNamespace<'_>) -> Result<()> {
-    let release = format!("sf-{}", &namespace.name[namespace.name.len() - 6..]);
-    let chart = cluster.repo.join("charts/socketfleet-operator");
-    // The CRD is cluster-wide: a second release (or `make up`'s) may already have installed it.
-    let crd_exists = cluster.kubectl(&["get", "crd", "realtimenamespaces.socketfleet.io"]).is_ok();
-    step(&format!("helm install {release} (CRD from the chart: {})", !crd_exists));
-    cluster.helm(&[
-        "install",
-        &release,
-        chart.to_str().context("chart path is UTF-8")?,
-        "-n",
-        &namespace.name,
-        "--set",
-        &format!("watchNamespace={}", namespace.name),
-        "--set",
-        "resyncSeconds=5",
-        "--set",
-        &format!("crds.install={}", !crd_exists),
-    ])?;
-    namespace.release = Some(release.clone());
-
-    let selector = format!("app.kubernetes.io/instance={release}");
-    wait_until("the operator pod to be Ready", Duration::from_secs(120), || {
-        let pods = namespace.kubectl_json(&["get", "pods", "-l", &selector])?;
-        Ok(pods["items"].as_array().is_some_and(|items| items.iter().any(pod_ready)).then_some(()))
-    })?;
-    step("operator pod is Ready");
-    Ok(())
-}
-
-/// Applies crds/examples/minimal.yaml as it is, then adds what the test needs on top with patches:
-/// two replicas and a publish token.
+/// Applies crds/examples/minimal.yaml as it is, then adds what the test needs on top with a patch:
+/// two replicas, a publish token and a LoadBalancer Service.
 fn apply_example(cluster: &Cluster, namespace: &TestNamespace<'_>) -> Result<()> {
     let example = cluster.repo.join("crds/examples/minimal.yaml");
     step("kubectl apply -f crds/examples/minimal.yaml");
@@ -229,7 +195,8 @@ fn rolling_update_drains_to_new_pods(
     })?;
     step(&format!("old pods drained; the new pods hold {counts:?} sockets"));
 
-    // Every client rejoined on reconnect; the join ack is the proof that it is a member again.
+    // The driver rejoins the room on every reconnect. Joining again here returns once the socket is
+    // a member on its new pod, because the join ack comes after the room subscription.
     for name in names {
         wait_until(&format!("{name} to be in the room again"), Duration::from_secs(30), || {
             Ok((clients.request(name, "join", json!({"room": ROOM}))? == json!({"ok": true})).then_some(()))
@@ -262,12 +229,6 @@ fn deletion_removes_owned_objects(namespace: &TestNamespace<'_>) -> Result<()> {
 
 // -------------------------------------------------------------------------------------------------
 // Helpers
-
-fn pod_ready(pod: &Value) -> bool {
-    pod["status"]["conditions"]
-        .as_array()
-        .is_some_and(|conditions| conditions.iter().any(|condition| condition["type"] == "Ready" && condition["status"] == "True"))
-}
 
 fn publish_api(pod: &str, body: Value) -> Result<(u16, String)> {
     http(

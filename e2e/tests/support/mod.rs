@@ -108,6 +108,11 @@ pub fn wait_until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> R
     }
 }
 
+/// Prints one progress line of a test.
+pub fn step(text: &str) {
+    eprintln!("e2e: {text}");
+}
+
 // -------------------------------------------------------------------------------------------------
 // Test namespace
 
@@ -215,6 +220,47 @@ fn tail(path: &Path, lines: usize) -> String {
 }
 
 // -------------------------------------------------------------------------------------------------
+// Operator and pods
+
+/// Installs the operator chart into the test namespace, watching only that namespace, and waits for
+/// its pod to be Ready. The chart's CRD is installed only when no earlier release installed it.
+pub fn install_operator(cluster: &Cluster, namespace: &mut TestNamespace<'_>) -> Result<()> {
+    let release = format!("sf-{}", &namespace.name[namespace.name.len() - 6..]);
+    let chart = cluster.repo.join("charts/socketfleet-operator");
+    // The CRD is cluster-wide: a second release (or `make up`'s) may already have installed it.
+    let crd_exists = cluster.kubectl(&["get", "crd", "realtimenamespaces.socketfleet.io"]).is_ok();
+    step(&format!("helm install {release} (CRD from the chart: {})", !crd_exists));
+    cluster.helm(&[
+        "install",
+        &release,
+        chart.to_str().context("chart path is UTF-8")?,
+        "-n",
+        &namespace.name,
+        "--set",
+        &format!("watchNamespace={}", namespace.name),
+        "--set",
+        "resyncSeconds=5",
+        "--set",
+        &format!("crds.install={}", !crd_exists),
+    ])?;
+    namespace.release = Some(release.clone());
+
+    let selector = format!("app.kubernetes.io/instance={release}");
+    wait_until("the operator pod to be Ready", Duration::from_secs(120), || {
+        let pods = namespace.kubectl_json(&["get", "pods", "-l", &selector])?;
+        Ok(pods["items"].as_array().is_some_and(|items| items.iter().any(pod_ready)).then_some(()))
+    })?;
+    step("operator pod is Ready");
+    Ok(())
+}
+
+pub fn pod_ready(pod: &Value) -> bool {
+    pod["status"]["conditions"]
+        .as_array()
+        .is_some_and(|conditions| conditions.iter().any(|condition| condition["type"] == "Ready" && condition["status"] == "True"))
+}
+
+// -------------------------------------------------------------------------------------------------
 // Plain HTTP to pod and load balancer addresses
 
 /// Sends one HTTP/1.1 request and returns the status code and body.
@@ -317,6 +363,11 @@ impl Clients {
 
     pub fn connect(&mut self, client: &str, url: &str) -> Result<()> {
         self.call(serde_json::json!({"op": "connect", "client": client, "url": url})).map(drop)
+    }
+
+    /// Connects with a socket.io `auth` payload, such as `{"token": "<jwt>"}`.
+    pub fn connect_with_auth(&mut self, client: &str, url: &str, auth: Value) -> Result<()> {
+        self.call(serde_json::json!({"op": "connect", "client": client, "url": url, "auth": auth})).map(drop)
     }
 
     /// Emits `event` with an ack and returns the ack.
