@@ -1,4 +1,4 @@
-//! Admin router without a socket: readiness reasons, metric names and publish API answers.
+//! Admin router without a socket: readiness reasons, metric names and publish API status codes.
 
 use std::sync::Arc;
 

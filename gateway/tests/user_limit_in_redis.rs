@@ -44,7 +44,7 @@ async fn limiter(redis: &RedisServer, limit: u32, ttl: &str) -> std::sync::Arc<U
         ("SOCKETFLEET_REDIS_MODE".to_string(), "standalone".to_string()),
         ("SOCKETFLEET_MAX_CONNECTIONS_PER_USER".to_string(), limit.to_string()),
         ("SOCKETFLEET_USER_COUNT_TTL".to_string(), ttl.to_string()),
-        // Validation requires auth because users are told apart by the JWT `sub`.
+        // Validation requires auth because the JWT `sub` identifies the user.
         ("SOCKETFLEET_AUTH_KEY_FILE".to_string(), "/unused".to_string()),
     ])
     .unwrap();

@@ -1,6 +1,6 @@
 // socket.io-client with its default settings starts with long-polling, then upgrades to a
-// websocket. With polling enabled the gateway serves it; with the websocket-only default a client
-// must ask for the websocket transport, and a default client gets a connect error.
+// websocket. With polling enabled the gateway serves it. With the websocket-only default a client
+// must ask for the websocket transport, so a default client gets a connect error.
 "use strict";
 
 const test = require("node:test");
