@@ -119,7 +119,7 @@ start_scheduler() {
 
 start_redis() {
   local script=$e2e_dir/scripts/redis-cluster.sh
-  [[ -x $script || -f $script ]] || die "missing $script"
+  [[ -f $script ]] || die "missing $script"
   REDIS_CLUSTER_BIND=$node_ip REDIS_CLUSTER_PORT=$redis_base_port \
     REDIS_CLUSTER_DIR=$state_dir/redis bash "$script" start >"$log_dir/redis-cluster.log" 2>&1 ||
     {
@@ -193,6 +193,8 @@ start_node_agent() {
     --pod-ip-range "$subnet_prefix.10-$subnet_prefix.199" \
     --load-balancer-ip-range "$subnet_prefix.200-$subnet_prefix.250" \
     --state-dir "$state_dir/node" \
+    --serving-cert "$pki_dir/node-agent-serving.crt" --serving-key "$pki_dir/node-agent-serving.key" \
+    --client-ca-file "$pki_dir/ca.crt" \
     --image "gateway=$cargo_target_dir/release/socketfleet-gateway" \
     --image "operator=$cargo_target_dir/release/socketfleet-operator" \
     --image "e2e-echo=$cargo_target_dir/release/socketfleet-e2e-echo"

@@ -1,7 +1,7 @@
 //! The main job on a real local cluster, with nothing mocked: `helm install` the operator (its pod runs
 //! under its own ServiceAccount, so the chart's RBAC is what it gets), `kubectl apply` the minimal
 //! example unchanged, then:
-//! - the gateway pods come up Running and Ready;
+//! - the gateway pods come up Running and Ready, and `kubectl logs` shows their output;
 //! - npm socket.io clients on two different pods join one room, and a publish from a client and one
 //!   from the publish API each arrive exactly once at every member;
 //! - `status.conditions` has Ready True and `status.connections` matches the connected clients;
@@ -41,6 +41,9 @@ fn scenario(cluster: &Cluster, namespace: &mut TestNamespace<'_>) -> Result<()> 
     install_operator(cluster, namespace)?;
     apply_example(cluster, namespace)?;
     let pods = wait_for_ready_pods(namespace, 2)?;
+    let log = namespace.kubectl(&["logs", "deployment/chat", "--tail", "20"])?;
+    ensure!(!log.trim().is_empty(), "kubectl logs returned nothing for the gateway");
+    step("kubectl logs returns the gateway's output");
 
     let mut clients = Clients::start(&cluster.repo)?;
     rooms_span_pods(&mut clients, &pods)?;

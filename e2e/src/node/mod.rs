@@ -25,8 +25,8 @@
 //!   so `securityContext` (for example `runAsUser`) is ignored;
 //! - volume types other than those above (hostPath, persistentVolumeClaim, …) make the pod fail to
 //!   start, and Secret or ConfigMap changes do not reach running pods;
-//! - init containers, sidecars, exec and gRPC probes, lifecycle hooks, `kubectl exec`, port-forward,
-//!   attach and `kubectl logs` are not supported (container logs are files in the state folder);
+//! - init containers, sidecars, exec and gRPC probes, lifecycle hooks, `kubectl exec`, port-forward
+//!   and attach are not supported; `kubectl logs` is (container logs are files in the state folder);
 //! - no cluster DNS server: names resolve only through the hosts file, and headless Services have
 //!   no entry; `KUBERNETES_SERVICE_HOST` is the node address rather than the `kubernetes` Service's
 //!   cluster IP;
@@ -37,6 +37,7 @@ pub mod env;
 pub mod hosts;
 pub mod images;
 pub mod lease;
+pub mod logs;
 pub mod network;
 pub mod pods;
 pub mod probe;
@@ -146,6 +147,19 @@ pub struct Config {
     #[arg(long, env = "SOCKETFLEET_NODE_MEMORY", default_value = "16Gi")]
     pub memory: String,
 
+    /// Serving certificate of the container log endpoint on the node address, port 10250; with
+    /// --serving-key and --client-ca-file it makes `kubectl logs` work. Unset: no log endpoint.
+    #[arg(long, env = "SOCKETFLEET_NODE_SERVING_CERT", requires_all = ["serving_key", "client_ca_file"])]
+    pub serving_cert: Option<PathBuf>,
+
+    /// Private key of the serving certificate.
+    #[arg(long, env = "SOCKETFLEET_NODE_SERVING_KEY")]
+    pub serving_key: Option<PathBuf>,
+
+    /// CA whose client certificates (the API server's kubelet client) may read logs.
+    #[arg(long, env = "SOCKETFLEET_NODE_CLIENT_CA_FILE")]
+    pub client_ca_file: Option<PathBuf>,
+
     /// Log filter (tracing-subscriber's EnvFilter syntax).
     #[arg(long, env = "SOCKETFLEET_NODE_LOG", default_value = "info")]
     pub log: String,
@@ -190,9 +204,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         hosts,
         shutdown.clone(),
     ));
+    let log_endpoint = match (&config.serving_cert, &config.serving_key, &config.client_ca_file) {
+        (Some(cert), Some(key), Some(client_ca)) => {
+            let tls = logs::Tls { cert: cert.clone(), key: key.clone(), client_ca: client_ca.clone() };
+            let address = std::net::SocketAddr::from((config.node_ip, 10250));
+            let pods_folder = config.state_dir.join("pods");
+            Some(tokio::spawn(async move {
+                if let Err(error) = logs::serve(address, tls, pods_folder).await {
+                    tracing::error!(%error, "container log endpoint failed; kubectl logs will not work");
+                }
+            }))
+        }
+        _ => None,
+    };
     let pods = pods::run(context, shutdown.clone()).await;
 
     heartbeat.abort();
+    if let Some(task) = log_endpoint {
+        task.abort();
+    }
     let _ = proxy.await;
     info!(node = %config.node_name, "node agent stopped");
     pods
