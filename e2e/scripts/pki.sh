@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Generates the local cluster's certificates and keys into $state_dir/pki with the openssl CLI and
-# writes the admin kubeconfig. openssl ships with every Debian machine and is already needed nowhere
-# else to build, so the PKI is ready before any Go or Rust build finishes, and each certificate is a few
-# readable lines here instead of a generator to maintain.
+# writes the admin kubeconfig. The openssl CLI is on every Debian machine and needs no build step, and
+# each certificate is a few readable lines here instead of a generator program to maintain.
 #
 # One CA signs everything: the API server's serving certificate and one client certificate per
 # component. RBAC maps each client certificate's CN to a user and O to a group (system:masters for the
@@ -50,7 +49,7 @@ issue apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-clie
 issue admin "/O=system:masters/CN=socketfleet-admin" clientAuth
 issue controller-manager "/CN=system:kube-controller-manager" clientAuth
 issue scheduler "/CN=system:kube-scheduler" clientAuth
-# The node agent serves container logs to the API server (as a kubelet does on port 10250).
+# The node agent serves container logs to the API server on port 10250, as a kubelet does.
 issue node-agent-serving "/CN=$node_name" serverAuth "IP:$node_ip,DNS:$node_name"
 
 if [[ ! -f sa.key ]]; then
