@@ -15,6 +15,9 @@ e2e_dir=$(cd "$(dirname "$0")/.." && pwd)
 cache_root=${SOCKETFLEET_BIN_CACHE:-$HOME/.cache/socketfleet/bin}
 # A dependency that asks for a newer Go must fail here, not fetch a toolchain.
 export GOTOOLCHAIN=local CGO_ENABLED=0
+# Go's own installer puts it in /usr/local/go, which a non-login shell may not have on its PATH.
+command -v go >/dev/null || export PATH=$PATH:/usr/local/go/bin
+command -v go >/dev/null || { echo "build-control-plane: go not found; install Go 1.26" >&2; exit 1; }
 # Upstream builds run `go` at normal priority on big machines; here other builds share two cores.
 nice_cmd=(nice -n "${SOCKETFLEET_BUILD_NICE:-10}")
 
