@@ -15,7 +15,7 @@ use socketioxide::adapter::Adapter;
 use thiserror::Error;
 
 use crate::connection::Connections;
-use crate::events::{check_event_name, check_room_name};
+use crate::events::{check_event_name, check_server_room_name};
 use crate::metrics::Metrics;
 use crate::status::AdapterStatus;
 
@@ -155,7 +155,7 @@ async fn publish<A: Adapter>(
     }
     check_event_name(&request.event).map_err(ApiError::InvalidEvent)?;
     if let Some(room) = &request.room {
-        check_room_name(room).map_err(ApiError::InvalidRoom)?;
+        check_server_room_name(room).map_err(ApiError::InvalidRoom)?;
     }
 
     let operators = state.io.of(&namespace).ok_or_else(|| ApiError::UnknownNamespace(namespace.clone()))?;

@@ -390,8 +390,18 @@ fn send_ack<A: Adapter>(ack: AckSender<A>, reply: Result<(), String>) {
 }
 
 /// Checks a room name a client sent. Names of 16 URL-safe base64 characters are socket ids,
-/// each socket's private room, so clients cannot join or leave them.
+/// each socket's private room, so clients cannot join, leave or publish to them.
 pub fn check_room_name(room: &str) -> Result<(), String> {
+    check_server_room_name(room)?;
+    if room.len() == 16 && room.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(format!("room name {room:?} has the form of a socket id, which is reserved"));
+    }
+    Ok(())
+}
+
+/// Checks a room name the publish API sent. The API speaks for the application's servers, so it
+/// may name a socket id to reach that one socket through its private room.
+pub fn check_server_room_name(room: &str) -> Result<(), String> {
     if room.is_empty() {
         return Err("room name is empty".into());
     }
@@ -400,9 +410,6 @@ pub fn check_room_name(room: &str) -> Result<(), String> {
     }
     if room.chars().any(char::is_control) {
         return Err("room name contains control characters".into());
-    }
-    if room.len() == 16 && room.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-        return Err(format!("room name {room:?} has the form of a socket id, which is reserved"));
     }
     Ok(())
 }
@@ -433,6 +440,14 @@ mod tests {
         assert!(check_room_name(&"r".repeat(MAX_ROOM_LEN + 1)).is_err());
         assert!(check_room_name("a\nb").is_err());
         assert!(check_room_name("AbCdEfGhIjKlMn_-").is_err(), "socket id form must be reserved");
+    }
+
+    #[test]
+    fn server_room_names_may_be_socket_ids() {
+        assert!(check_server_room_name("AbCdEfGhIjKlMn_-").is_ok());
+        assert!(check_server_room_name("").is_err());
+        assert!(check_server_room_name("a\nb").is_err());
+        assert!(check_server_room_name(&"r".repeat(MAX_ROOM_LEN + 1)).is_err());
     }
 
     #[test]
