@@ -7,6 +7,9 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::telemetry::LogFormat;
 
+/// Minimum accepted `--resync-seconds`.
+pub const MIN_RESYNC_SECONDS: u64 = 5;
+
 /// Gateway image used when a RealtimeNamespace names none: the release built with this operator.
 pub const DEFAULT_GATEWAY_IMAGE: &str = concat!("ghcr.io/socketfleet/gateway:", env!("CARGO_PKG_VERSION"));
 
@@ -46,8 +49,14 @@ pub struct RunArgs {
     pub watch_namespace: Option<String>,
 
     /// Seconds between two reconciles of an unchanged RealtimeNamespace, which refresh
-    /// `status.connections` and the RedisReachable condition.
-    #[arg(long, env = "SOCKETFLEET_OPERATOR_RESYNC_SECONDS", default_value_t = 30)]
+    /// `status.connections` and the RedisReachable condition. At least 5 (the chart's minimum):
+    /// 0 would requeue every object at once after each pass, a reconcile hot loop.
+    #[arg(
+        long,
+        env = "SOCKETFLEET_OPERATOR_RESYNC_SECONDS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(MIN_RESYNC_SECONDS..)
+    )]
     pub resync_seconds: u64,
 
     /// Elect one active replica with a Lease. Turn off only when a single replica runs.
@@ -66,8 +75,13 @@ pub struct RunArgs {
     #[arg(long, env = "SOCKETFLEET_OPERATOR_LEASE_DURATION_SECONDS", default_value_t = 15)]
     pub lease_duration_seconds: u64,
 
-    /// Seconds between two renewals of the Lease; must be well below the Lease duration.
-    #[arg(long, env = "SOCKETFLEET_OPERATOR_LEASE_RENEW_SECONDS", default_value_t = 5)]
+    /// Seconds between two renewals of the Lease, at least 1 and at most half the Lease duration.
+    #[arg(
+        long,
+        env = "SOCKETFLEET_OPERATOR_LEASE_RENEW_SECONDS",
+        default_value_t = 5,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
     pub lease_renew_seconds: u64,
 
     /// Identity in the Lease. Unset: the pod name from POD_NAME, else the host name.
@@ -81,4 +95,38 @@ pub struct RunArgs {
     /// Log output format.
     #[arg(long, env = "SOCKETFLEET_OPERATOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("socketfleet-operator").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn resync_below_minimum_is_rejected() {
+        for value in ["0", "4"] {
+            let err = parse(&["--resync-seconds", value]).expect_err("a resync below 5 s must be rejected");
+            let message = err.to_string();
+            assert!(message.contains("--resync-seconds"), "{message}");
+            assert!(message.contains(value), "{message}");
+        }
+    }
+
+    #[test]
+    fn resync_at_minimum_is_accepted() {
+        let cli = parse(&["--resync-seconds", "5"]).expect("5 s is the minimum");
+        assert_eq!(cli.run.resync_seconds, 5);
+        assert_eq!(parse(&[]).expect("defaults").run.resync_seconds, 30);
+    }
+
+    #[test]
+    fn lease_renew_zero_is_rejected() {
+        let err = parse(&["--lease-renew-seconds", "0"]).expect_err("a renew interval of 0 must be rejected");
+        assert!(err.to_string().contains("--lease-renew-seconds"), "{err}");
+    }
 }
