@@ -503,16 +503,16 @@ pub const CONNECTIONS_METRIC: &str = "socket_io_connected";
 
 /// Renders the HPA, or `None` when the fleet has a fixed size.
 ///
-/// NOTE: the connections target needs a custom metrics adapter (such as prometheus-adapter)
-/// serving `socket_io_connected` for pods. Without one the HPA reports that metric as failed and,
-/// as autoscaling/v2 does with a failed metric, scales up on CPU but never scales down.
+/// The HPA scales on CPU, and on `socket_io_connected` per pod only when the spec sets
+/// `targetConnectionsPerPod`. That metric needs a custom metrics adapter, and with any metric
+/// failing the HPA controller never scales down (`computeReplicasForMetrics` in Kubernetes'
+/// pkg/controller/podautoscaler/horizontal.go), so it is opt-in.
 pub fn horizontal_pod_autoscaler(rtns: &RealtimeNamespace) -> Result<Option<HorizontalPodAutoscaler>, BuildError> {
     let Some(scaling) = &rtns.spec.scaling else {
         return Ok(None);
     };
-    let connections_target = scaling.connections_target(&rtns.spec.connections);
 
-    let metrics = vec![
+    let mut metrics = vec![
         MetricSpec {
             type_: "Resource".to_owned(),
             resource: Some(ResourceMetricSource {
@@ -525,7 +525,9 @@ pub fn horizontal_pod_autoscaler(rtns: &RealtimeNamespace) -> Result<Option<Hori
             }),
             ..MetricSpec::default()
         },
-        MetricSpec {
+    ];
+    if let Some(connections_target) = scaling.target_connections_per_pod {
+        metrics.push(MetricSpec {
             type_: "Pods".to_owned(),
             pods: Some(PodsMetricSource {
                 metric: MetricIdentifier { name: CONNECTIONS_METRIC.to_owned(), selector: None },
@@ -536,8 +538,8 @@ pub fn horizontal_pod_autoscaler(rtns: &RealtimeNamespace) -> Result<Option<Hori
                 },
             }),
             ..MetricSpec::default()
-        },
-    ];
+        });
+    }
 
     // Each removed pod drains its sockets, which then reconnect elsewhere: scale down slowly and
     // only after a sustained drop, so a short dip does not cost a reconnect storm.
@@ -957,10 +959,28 @@ mod tests {
         let cpu = metrics.iter().find_map(|m| m.resource.as_ref()).unwrap();
         assert_eq!(cpu.name, "cpu");
         assert_eq!(cpu.target.average_utilization, Some(70));
+        // Without targetConnectionsPerPod no metric needs a custom metrics adapter, so a missing
+        // adapter cannot block scale-down.
+        assert_eq!(metrics.len(), 1, "{metrics:?}");
+        assert!(metrics.iter().all(|m| m.pods.is_none()), "{metrics:?}");
+    }
+
+    #[test]
+    fn autoscaler_adds_connections_metric_when_targeted() {
+        let rtns = with_spec(|spec| {
+            spec.scaling = serde_json::from_value(serde_json::json!({
+                "minReplicas": 2,
+                "maxReplicas": 10,
+                "targetConnectionsPerPod": 12000
+            }))
+            .unwrap();
+        });
+        let metrics = horizontal_pod_autoscaler(&rtns).unwrap().unwrap().spec.metrics.unwrap();
+        assert_eq!(metrics.len(), 2, "{metrics:?}");
         let connections = metrics.iter().find_map(|m| m.pods.as_ref()).unwrap();
         assert_eq!(connections.metric.name, "socket_io_connected");
-        // 80 % of the default 25000 sockets per pod.
-        assert_eq!(connections.target.average_value, Some(Quantity("20000".into())));
+        assert_eq!(connections.target.type_, "AverageValue");
+        assert_eq!(connections.target.average_value, Some(Quantity("12000".into())));
     }
 
     #[test]

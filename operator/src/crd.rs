@@ -273,8 +273,10 @@ pub struct ScalingSpec {
     #[schemars(range(min = 1, max = 1000))]
     pub max_replicas: i32,
 
-    /// Average live sockets per pod the HPA aims for, read from the pods' `socket_io_connected`
-    /// metric through the custom metrics API. Defaults to 80 % of `connections.maxPerPod`.
+    /// Average live sockets per pod the HPA aims for. Setting it adds a Pods metric on the pods'
+    /// `socket_io_connected`, which the HPA reads through the custom metrics API, so the cluster
+    /// needs an adapter that serves it (such as prometheus-adapter). Without one the metric fails
+    /// and the HPA never scales down. Unset: the HPA scales on CPU only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1_000_000))]
     pub target_connections_per_pod: Option<i32>,
@@ -595,10 +597,3 @@ fn default_max_unavailable() -> IntOrString {
 // Derived values
 // ---------------------------------------------------------------------------------------------
 
-impl ScalingSpec {
-    /// Returns the connections-per-pod target, defaulting to 80 % of the per-pod maximum.
-    pub fn connections_target(&self, connections: &ConnectionsSpec) -> i32 {
-        self.target_connections_per_pod
-            .unwrap_or_else(|| (i64::from(connections.max_per_pod) * 8 / 10).max(1) as i32)
-    }
-}
