@@ -48,7 +48,6 @@ while (($#)); do
   shift 2
 done
 
-script_path=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 e2e_dir=$(cd "$(dirname "$0")/.." && pwd)
 dir=${dir:-$e2e_dir/.local/redis-cluster-$port}
 node_ports=()
@@ -158,9 +157,12 @@ case $command in
 
     if [[ -n $owner_pid ]]; then
       # Detached watcher: a test process that dies without cleaning up still stops its cluster.
-      REDIS_CLUSTER_OWNER_PID= nohup bash -c \
-        "while kill -0 $owner_pid 2>/dev/null; do sleep 1; done; exec '$script_path' stop --bind '$bind' --port '$port' --dir '$dir'" \
-        >/dev/null 2>&1 &
+      # It ends only the processes started here, so a later cluster in the same folder survives.
+      started_pids=$(cat "$dir"/*/redis.pid | tr '\n' ' ')
+      nohup bash -c "while kill -0 $owner_pid 2>/dev/null; do sleep 1; done
+        for pid in $started_pids; do
+          grep -q redis-server /proc/\$pid/cmdline 2>/dev/null && kill -TERM \$pid
+        done" >/dev/null 2>&1 &
     fi
     echo "redis-cluster: ok $bind:$port..$((port + 5))"
     ;;

@@ -138,6 +138,19 @@ pub struct NodeSubscriptions {
 
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Upper bound of one adapter command including redis-rs' retries and redirections, so no adapter
+/// call waits forever on a cluster that lost its nodes; the caller gets an error instead.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn bounded<T>(command: impl std::future::Future<Output = RedisResult<T>>) -> RedisResult<T> {
+    match tokio::time::timeout(COMMAND_TIMEOUT, command).await {
+        Ok(result) => result,
+        Err(_elapsed) => Err(redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "redis command timed out after 10 s",
+        ))),
+    }
+}
 
 impl Driver {
     /// Connects and returns the driver and the receiver of the pushes.
@@ -200,6 +213,10 @@ impl Driver {
     /// Always one channel per command: Redis rejects an SSUBSCRIBE whose channels hash to
     /// different slots (CROSSSLOT).
     pub async fn subscribe(&self, channel: &str) -> RedisResult<()> {
+        bounded(self.subscribe_unbounded(channel)).await
+    }
+
+    async fn subscribe_unbounded(&self, channel: &str) -> RedisResult<()> {
         match self {
             Self::Cluster(connection) => connection.clone().ssubscribe(channel).await,
             Self::Standalone(standalone) => {
@@ -213,6 +230,10 @@ impl Driver {
 
     /// Unsubscribes from one channel.
     pub async fn unsubscribe(&self, channel: &str) -> RedisResult<()> {
+        bounded(self.unsubscribe_unbounded(channel)).await
+    }
+
+    async fn unsubscribe_unbounded(&self, channel: &str) -> RedisResult<()> {
         match self {
             Self::Cluster(connection) => connection.clone().sunsubscribe(channel).await,
             Self::Standalone(standalone) => {
@@ -229,6 +250,10 @@ impl Driver {
     /// In a cluster SPUBLISH counts the subscribers of the shard's primary, where this adapter
     /// subscribes, so the count equals PUBSUB SHARDNUMSUB at the moment of publishing.
     pub async fn publish(&self, channel: &str, payload: &[u8]) -> RedisResult<usize> {
+        bounded(self.publish_unbounded(channel, payload)).await
+    }
+
+    async fn publish_unbounded(&self, channel: &str, payload: &[u8]) -> RedisResult<usize> {
         match self {
             Self::Cluster(connection) => {
                 redis::cmd("SPUBLISH").arg(channel).arg(payload).query_async(&mut connection.clone()).await
@@ -244,6 +269,10 @@ impl Driver {
 
     /// Returns how many connections subscribe to `channel` (PUBSUB SHARDNUMSUB or NUMSUB).
     pub async fn subscriber_count(&self, channel: &str) -> RedisResult<usize> {
+        bounded(self.subscriber_count_unbounded(channel)).await
+    }
+
+    async fn subscriber_count_unbounded(&self, channel: &str) -> RedisResult<usize> {
         let counts: Vec<(String, usize)> = match self {
             Self::Cluster(connection) => {
                 redis::cmd("PUBSUB")
@@ -266,6 +295,10 @@ impl Driver {
     ///
     /// A primary that does not reply is listed with `subscribed: None`.
     pub async fn node_subscriptions(&self) -> RedisResult<Vec<NodeSubscriptions>> {
+        bounded(self.node_subscriptions_unbounded()).await
+    }
+
+    async fn node_subscriptions_unbounded(&self) -> RedisResult<Vec<NodeSubscriptions>> {
         match self {
             Self::Cluster(connection) => {
                 let mut connection = connection.clone();
