@@ -8,6 +8,8 @@
 //! - [`connection`]: TCP connections on the socket port, the per-pod limit checked before the
 //!   websocket upgrade, the payload cap on websocket frames, and closing connections in a drain.
 //! - [`events`]: auth at connect and the `join`, `leave` and `publish` client events.
+//! - [`handshake`]: copies the handshake request out of hyper's read buffer, and the websocket read
+//!   buffer size, which together keep an idle socket's memory down.
 //! - [`auth`]: JWT verification and the rooms a token grants.
 //! - [`user_limit`]: the per-user connection limit counted in Redis.
 //! - [`admin`]: `/livez`, `/readyz`, `/metrics` and the publish API on the admin port.
@@ -20,6 +22,7 @@ pub mod auth;
 pub mod config;
 pub mod connection;
 pub mod events;
+pub mod handshake;
 pub mod metrics;
 pub mod namespace;
 pub mod payload;

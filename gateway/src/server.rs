@@ -21,6 +21,7 @@ use crate::auth::{AuthError, Verifier};
 use crate::config::{Config, ConfigError, RedisMode, Transport};
 use crate::connection::{Connections, TrackedListener, admit};
 use crate::events::{SocketContext, serve_namespace};
+use crate::handshake::{WS_READ_BUFFER_BYTES, detach_request_parts};
 use crate::metrics::Metrics;
 use crate::status::{AdapterStatus, LocalAdapterStatus};
 use crate::user_limit::{UserLimitError, UserLimiter};
@@ -150,6 +151,9 @@ pub async fn serve<A: GatewayAdapter>(
     let admin_router = admin::router(admin_state, max_payload);
     let socket_router = Router::new()
         .layer(layer)
+        // Runs after admission and before socketioxide keeps the request, so an idle socket does not
+        // keep hyper's read buffer alive.
+        .layer(axum::middleware::map_request(detach_request_parts))
         .layer(axum::middleware::from_fn({
             let connections = connections.clone();
             move |request, next| admit(connections.clone(), request, next)
@@ -209,7 +213,8 @@ fn socket_io_builder<A: Adapter>(config: &Config, adapter_state: A::State) -> so
         // The connection layer rejects oversized websocket messages at their frame header with
         // close code 1009; these limits are the websocket layer's own backstop.
         .ws_max_message_size(max_message)
-        .ws_max_frame_size(max_message);
+        .ws_max_frame_size(max_message)
+        .ws_read_buffer_size(WS_READ_BUFFER_BYTES);
     let websocket = config.transports.contains(&Transport::Websocket);
     let polling = config.transports.contains(&Transport::Polling);
     match (websocket, polling) {
