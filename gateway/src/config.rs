@@ -169,6 +169,14 @@ pub struct Config {
     )]
     pub transports: Vec<Transport>,
 
+    /// Time a client has to send a complete request head (request line and headers) on either
+    /// port, counted from connect and again after each response; then the connection is closed.
+    /// It frees the slots of clients that connect and send nothing. 30s is hyper's default and
+    /// outlasts the default --ping-interval, so a polling client's idle keep-alive connection
+    /// stays open between pongs.
+    #[arg(long, env = "SOCKETFLEET_HEADER_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+
     /// Seconds over which a terminating pod spreads its disconnects. Keep it below the pod's
     /// termination grace period.
     #[arg(long, env = "SOCKETFLEET_DRAIN_SECONDS", default_value_t = 30)]
@@ -320,6 +328,9 @@ impl Config {
         if self.attachment_timeout.is_zero() {
             return invalid("attachment-timeout", "must be greater than 0, e.g. 10s".into());
         }
+        if self.header_read_timeout.is_zero() {
+            return invalid("header-read-timeout", "must be greater than 0, e.g. 30s".into());
+        }
         if self.transports.is_empty() {
             return invalid("transport", "at least one transport is needed".into());
         }
@@ -392,6 +403,7 @@ impl Config {
                         .join(","),
                 ),
             ),
+            ("header_read_timeout", Some(format_duration(self.header_read_timeout))),
             ("drain_seconds", Some(self.drain_seconds.to_string())),
             ("auth_key_file", path(&self.auth_key_file)),
             ("auth_algorithm", enum_name(&|| self.auth_algorithm.to_possible_value())),

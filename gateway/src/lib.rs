@@ -5,6 +5,7 @@
 //! - [`namespace`]: the naming rule for namespace paths, shared with the CRD.
 //! - [`status`]: the adapter's health and metrics as `/readyz` and `/metrics` see them.
 //! - [`server`]: startup, the adapter choice, serving both ports and the drain on shutdown.
+//! - [`http`]: HTTP/1.1 serving of both ports with a time limit on each request head.
 //! - [`connection`]: TCP connections on the socket port, the per-pod limit checked before the
 //!   websocket upgrade, the payload cap on websocket frames, and closing connections in a drain.
 //! - [`events`]: auth at connect and the `join`, `leave` and `publish` client events.
@@ -23,6 +24,7 @@ pub mod config;
 pub mod connection;
 pub mod events;
 pub mod handshake;
+pub mod http;
 pub mod metrics;
 pub mod namespace;
 pub mod payload;

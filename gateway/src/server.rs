@@ -22,6 +22,7 @@ use crate::config::{Config, ConfigError, RedisMode, Transport};
 use crate::connection::{Connections, TrackedListener, admit};
 use crate::events::{SocketContext, serve_namespace};
 use crate::handshake::{WS_READ_BUFFER_BYTES, detach_request_parts};
+use crate::http;
 use crate::metrics::Metrics;
 use crate::status::{AdapterStatus, LocalAdapterStatus};
 use crate::user_limit::{UserLimitError, UserLimiter};
@@ -162,16 +163,18 @@ pub async fn serve<A: GatewayAdapter>(
     let stop_serving = CancellationToken::new();
     let socket_address = listeners.socket.local_addr().map_err(ServeError::Serve)?;
     let admin_address = listeners.admin.local_addr().map_err(ServeError::Serve)?;
-    let socket_server = tokio::spawn(
-        axum::serve(TrackedListener::new(listeners.socket, connections.clone()), socket_router)
-            .with_graceful_shutdown(stop_serving.clone().cancelled_owned())
-            .into_future(),
-    );
-    let admin_server = tokio::spawn(
-        axum::serve(listeners.admin, admin_router)
-            .with_graceful_shutdown(stop_serving.clone().cancelled_owned())
-            .into_future(),
-    );
+    let socket_server = tokio::spawn(http::serve(
+        TrackedListener::new(listeners.socket, connections.clone()),
+        socket_router,
+        config.header_read_timeout,
+        stop_serving.clone(),
+    ));
+    let admin_server = tokio::spawn(http::serve(
+        listeners.admin,
+        admin_router,
+        config.header_read_timeout,
+        stop_serving.clone(),
+    ));
     tracing::info!(
         socket = %socket_address,
         admin = %admin_address,
@@ -187,11 +190,7 @@ pub async fn serve<A: GatewayAdapter>(
     stop_serving.cancel();
 
     for server in [socket_server, admin_server] {
-        match server.await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => return Err(ServeError::Serve(err)),
-            Err(err) => return Err(ServeError::Serve(std::io::Error::other(err))),
-        }
+        server.await.map_err(|err| ServeError::Serve(std::io::Error::other(err)))?;
     }
     tracing::info!("gateway stopped");
     Ok(())

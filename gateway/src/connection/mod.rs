@@ -174,9 +174,11 @@ fn rejection_response(reason: RejectReason) -> Response {
     };
     let body = serde_json::json!({ "error": message, "reason": reason.as_str() });
     let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+    let headers = response.headers_mut();
+    headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+    // hyper closes the connection after a response that says so, which frees the slot the
+    // rejected client's connection holds under the limit.
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }
 
