@@ -327,6 +327,8 @@ async fn serve(listen: SocketAddr, target: Target) {
                     let mut client = client;
                     let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
                 }
+                // NOTE: the listener accepted before it knew there is no endpoint, so the client sees
+                // a reset connection where kube-proxy's REJECT rule would refuse it.
                 None => warn!(%peer, namespace = %target.namespace, service = %target.service, "no ready endpoint; closing connection"),
             }
         });
