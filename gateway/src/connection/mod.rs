@@ -32,6 +32,10 @@ use crate::metrics::{Metrics, RejectReason};
 /// Retry-After value, in seconds, sent to a rejected client.
 const RETRY_AFTER_SECONDS: u64 = 5;
 
+/// Maximum time a connection closed with a close frame of the gateway's making keeps reading
+/// and discarding what the client still sends; see [`linger`].
+const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
+
 const CLOSE_NONE: u8 = 0;
 const CLOSE_GOING_AWAY_REQUESTED: u8 = 1;
 
@@ -176,8 +180,8 @@ fn rejection_response(reason: RejectReason) -> Response {
     let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
     let headers = response.headers_mut();
     headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
-    // hyper closes the connection after a response that says so, which frees the slot the
-    // rejected client's connection holds under the limit.
+    // hyper closes the connection after a response with this header, which frees the slot the
+    // rejected client's connection takes under the limit.
     headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }
@@ -228,8 +232,12 @@ impl axum::serve::Listener for TrackedListener {
 /// a message over the payload cap is cut off at its frame header and replaced by a client close
 /// frame with code 1009, which the websocket layer echoes to the client before closing. A drain
 /// inserts a close frame with code 1001 the same way, at a frame boundary.
+///
+/// NOTE: engineioxide 0.17.9 sends no close frame when the client's close arrives before its
+/// websocket writer task has started, right after the open packet; the client then sees 1006.
 pub struct TrackedStream {
-    stream: TcpStream,
+    /// Always `Some` until [`Drop`] takes it to [`linger`].
+    stream: Option<TcpStream>,
     id: u64,
     shared: Arc<ConnectionShared>,
     connections: Arc<Connections>,
@@ -238,13 +246,16 @@ pub struct TrackedStream {
     carry_len: usize,
     synthetic: Option<Box<(Vec<u8>, usize)>>,
     finished: bool,
+    /// Set once the client's stream was replaced by a close frame, because the client may still
+    /// be sending the rest of a message that the gateway no longer reads.
+    linger_on_drop: bool,
 }
 
 impl TrackedStream {
     fn new(stream: TcpStream, connections: Arc<Connections>) -> TrackedStream {
         let (id, shared) = connections.register();
         TrackedStream {
-            stream,
+            stream: Some(stream),
             id,
             shared,
             connections,
@@ -253,13 +264,19 @@ impl TrackedStream {
             carry_len: 0,
             synthetic: None,
             finished: false,
+            linger_on_drop: false,
         }
+    }
+
+    fn stream(&mut self) -> Pin<&mut TcpStream> {
+        Pin::new(self.stream.as_mut().expect("the stream is only taken on drop"))
     }
 
     /// Replaces the rest of the client's stream with a close frame, then end of stream.
     fn end_with_close(&mut self, code: u16, reason: &str) {
         self.synthetic = Some(Box::new((client_close_frame(code, reason), 0)));
         self.carry_len = 0;
+        self.linger_on_drop = true;
     }
 
     fn poll_synthetic(&mut self, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
@@ -279,7 +296,48 @@ impl TrackedStream {
 
 impl Drop for TrackedStream {
     fn drop(&mut self) {
+        if self.linger_on_drop
+            && let Some(stream) = self.stream.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let connections = self.connections.clone();
+            let id = self.id;
+            runtime.spawn(async move {
+                linger(stream).await;
+                connections.unregister(id);
+            });
+            return;
+        }
         self.connections.unregister(self.id);
+    }
+}
+
+/// Sends FIN after the gateway's close frame, then reads and discards what the client still
+/// sends until it closes too or [`LINGER_TIMEOUT`] passes.
+///
+/// Closing a socket with unread bytes in its receive buffer makes Linux send RST instead of FIN
+/// (counted as TcpExtTCPAbortOnClose). A client still sending the rest of an oversized message
+/// then gets ECONNRESET on its write and may drop the connection before it reads the close
+/// frame, so it reports close code 1006 where it should see 1009.
+async fn linger(mut stream: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    if let Err(err) = stream.shutdown().await {
+        tracing::debug!(error = %err, "failed to shut down the write side of a closed websocket");
+        return;
+    }
+    let mut discard = [0u8; 8192];
+    let drained = tokio::time::timeout(LINGER_TIMEOUT, async {
+        loop {
+            match stream.read(&mut discard).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::debug!(timeout = ?LINGER_TIMEOUT, "client kept sending after the close frame; closing");
     }
 }
 
@@ -308,7 +366,7 @@ impl AsyncRead for TrackedStream {
         }
 
         let Some(inspector) = this.inspector.as_deref_mut() else {
-            return Pin::new(&mut this.stream).poll_read(cx, buf);
+            return this.stream().poll_read(cx, buf);
         };
 
         // A partial frame header held back by the previous read goes first, so the inspector
@@ -318,7 +376,8 @@ impl AsyncRead for TrackedStream {
         loop {
             buf.put_slice(&this.carry[..this.carry_len]);
             let before = buf.filled().len();
-            match Pin::new(&mut this.stream).poll_read(cx, buf) {
+            let stream = this.stream.as_mut().expect("the stream is only taken on drop");
+            match Pin::new(stream).poll_read(cx, buf) {
                 Poll::Ready(Ok(())) => {}
                 other => {
                     // The held-back bytes stay in `carry` until a read succeeds.
@@ -367,7 +426,7 @@ impl AsyncRead for TrackedStream {
 impl AsyncWrite for TrackedStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let written = ready!(Pin::new(&mut this.stream).poll_write(cx, data))?;
+        let written = ready!(this.stream().poll_write(cx, data))?;
 
         // hyper writes the whole response head at once, so the status line starts the buffer.
         // NOTE: bytes a client sends before it has read the 101 response reach the websocket
@@ -379,10 +438,10 @@ impl AsyncWrite for TrackedStream {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+        self.get_mut().stream().poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+        self.get_mut().stream().poll_shutdown(cx)
     }
 }
