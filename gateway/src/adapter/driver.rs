@@ -8,7 +8,7 @@ use redis::{
     aio::{AsyncPushSender, MultiplexedConnection, SendError},
     cluster::ClusterClientBuilder,
     cluster_async::ClusterConnection,
-    cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr},
+    cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr},
 };
 use tokio::sync::{Mutex, mpsc};
 
@@ -132,8 +132,19 @@ pub struct Standalone {
 pub struct NodeSubscriptions {
     /// Slot ranges the primary serves; empty for a standalone server.
     pub slot_ranges: Vec<(u16, u16)>,
-    /// Channel subscriptions the server has for this pod's connection (`ssub` or `sub`).
-    pub subscribed: Option<usize>,
+    /// Channel subscriptions the server has for this pod's connection.
+    pub subscribed: SubscriptionReading,
+}
+
+/// Result of reading one node's subscription count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscriptionReading {
+    /// `ssub` (cluster) or `sub` (standalone) of CLIENT INFO.
+    Count(usize),
+    /// The node did not reply, or its reply had no count.
+    Failed,
+    /// Every attempt reached another node because redis-rs' slot map is stale, so nothing is known.
+    NotRouted,
 }
 
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
@@ -293,7 +304,7 @@ impl Driver {
 
     /// Reads, per primary, how many channels this pod's connection subscribes to there.
     ///
-    /// A primary that does not reply is listed with `subscribed: None`.
+    /// A primary that does not reply is listed with [`SubscriptionReading::Failed`].
     pub async fn node_subscriptions(&self) -> RedisResult<Vec<NodeSubscriptions>> {
         bounded(self.node_subscriptions_unbounded()).await
     }
@@ -302,23 +313,11 @@ impl Driver {
         match self {
             Self::Cluster(connection) => {
                 let mut connection = connection.clone();
-                let shards = primaries_with_slots(&mut connection).await?;
-                let mut nodes = Vec::with_capacity(shards.len());
-                for slot_ranges in shards {
-                    let first_slot = slot_ranges[0].0;
-                    let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
-                        first_slot,
-                        SlotAddr::Master,
-                    )));
-                    let info = connection.route_command(redis::cmd("CLIENT").arg("INFO").clone(), routing).await;
-                    let subscribed = match info {
-                        Ok(value) => client_info_field(&value, "ssub"),
-                        Err(err) => {
-                            tracing::warn!(first_slot, error = %err, "health check: CLIENT INFO failed on a primary");
-                            None
-                        }
-                    };
-                    nodes.push(NodeSubscriptions { slot_ranges, subscribed });
+                let primaries = primaries_with_slots(&mut connection).await?;
+                let mut nodes = Vec::with_capacity(primaries.len());
+                for primary in primaries {
+                    let subscribed = primary_subscriptions(&mut connection, &primary).await;
+                    nodes.push(NodeSubscriptions { slot_ranges: primary.slot_ranges, subscribed });
                 }
                 Ok(nodes)
             }
@@ -326,7 +325,10 @@ impl Driver {
                 let mut connection = standalone.connection().await?;
                 let result: RedisResult<Value> = redis::cmd("CLIENT").arg("INFO").query_async(&mut connection).await;
                 standalone.forget_if_broken(&result).await;
-                let subscribed = client_info_field(&result?, "sub");
+                let subscribed = match client_info_field(&result?, "sub") {
+                    Some(count) => SubscriptionReading::Count(count),
+                    None => SubscriptionReading::Failed,
+                };
                 Ok(vec![NodeSubscriptions { slot_ranges: Vec::new(), subscribed }])
             }
         }
@@ -355,31 +357,88 @@ impl Standalone {
     }
 }
 
-/// Reads CLUSTER SLOTS and returns the slot ranges of each primary.
-async fn primaries_with_slots(connection: &mut ClusterConnection) -> RedisResult<Vec<Vec<(u16, u16)>>> {
+/// A primary as CLUSTER SLOTS lists it.
+#[derive(Debug, PartialEq)]
+struct Primary {
+    id: String,
+    address: String,
+    slot_ranges: Vec<(u16, u16)>,
+}
+
+/// Attempts to reach a primary through redis-rs' slot routing in one health check.
+const PRIMARY_ATTEMPTS: usize = 8;
+
+/// Reads `ssub` of this pod's connection to `primary`.
+///
+/// redis-rs routes by its own slot map, which it refreshes only on MOVED or a connection error.
+/// After a failover the map can still name the dead primary, and redis-rs 1.8 then sends a
+/// primary-routed command to a random connected node (`get_connection`), so a plain CLIENT INFO
+/// could read another node's connection. The reply is used only if CLUSTER MYID, sent in the same
+/// pipeline, names the primary from CLUSTER SLOTS; otherwise the command is sent again. Routing by
+/// address is no way out: a request to a node without a connection makes redis-rs reconnect to
+/// every node, which drops every subscription.
+async fn primary_subscriptions(connection: &mut ClusterConnection, primary: &Primary) -> SubscriptionReading {
+    let first_slot = primary.slot_ranges.first().map_or(0, |range| range.0);
+    let route = SingleNodeRoutingInfo::SpecificNode(Route::new(first_slot, SlotAddr::Master));
+    let mut pipeline = redis::pipe();
+    pipeline.cmd("CLUSTER").arg("MYID").cmd("CLIENT").arg("INFO");
+    for _ in 0..PRIMARY_ATTEMPTS {
+        let replies = match connection.route_pipeline(pipeline.clone(), 0, 2, route.clone()).await {
+            Ok(replies) => replies,
+            Err(err) => {
+                tracing::warn!(node = %primary.address, error = %err, "health check: CLIENT INFO failed on a primary");
+                return SubscriptionReading::Failed;
+            }
+        };
+        let (Some(id), Some(info)) = (replies.first(), replies.get(1)) else {
+            return SubscriptionReading::Failed;
+        };
+        if value_text(id) == primary.id {
+            return client_info_field(info, "ssub").map_or(SubscriptionReading::Failed, SubscriptionReading::Count);
+        }
+        tracing::debug!(
+            node = %primary.address,
+            replied = %value_text(id),
+            "health check: another node replied to a primary-routed command, redis-rs' slot map is stale"
+        );
+    }
+    tracing::info!(
+        node = %primary.address,
+        attempts = PRIMARY_ATTEMPTS,
+        "health check: could not reach a primary through redis-rs' stale slot map, skipped it"
+    );
+    SubscriptionReading::NotRouted
+}
+
+/// Reads CLUSTER SLOTS and returns each primary with its slot ranges.
+async fn primaries_with_slots(connection: &mut ClusterConnection) -> RedisResult<Vec<Primary>> {
     let value: Value = redis::cmd("CLUSTER").arg("SLOTS").query_async(connection).await?;
-    let mut by_primary: Vec<(String, Vec<(u16, u16)>)> = Vec::new();
+    Ok(parse_primaries(value))
+}
+
+fn parse_primaries(value: Value) -> Vec<Primary> {
+    let mut primaries: Vec<Primary> = Vec::new();
     let Value::Array(entries) = value else {
-        return Ok(Vec::new());
+        return primaries;
     };
     for entry in entries {
         let Value::Array(fields) = entry else { continue };
-        let (Some(Value::Int(start)), Some(Value::Int(end)), Some(Value::Array(primary))) =
+        let (Some(Value::Int(start)), Some(Value::Int(end)), Some(Value::Array(node))) =
             (fields.first(), fields.get(1), fields.get(2))
         else {
             continue;
         };
-        let address = match (primary.first(), primary.get(1)) {
-            (Some(host), Some(Value::Int(port))) => format!("{}:{port}", value_text(host)),
-            _ => continue,
+        let (Some(host), Some(Value::Int(port)), Some(id)) = (node.first(), node.get(1), node.get(2)) else {
+            continue;
         };
+        let (address, id) = (format!("{}:{port}", value_text(host)), value_text(id));
         let range = (*start as u16, *end as u16);
-        match by_primary.iter_mut().find(|(known, _)| *known == address) {
-            Some((_, ranges)) => ranges.push(range),
-            None => by_primary.push((address, vec![range])),
+        match primaries.iter_mut().find(|known| known.id == id) {
+            Some(known) => known.slot_ranges.push(range),
+            None => primaries.push(Primary { id, address, slot_ranges: vec![range] }),
         }
     }
-    Ok(by_primary.into_iter().map(|(_, ranges)| ranges).collect())
+    primaries
 }
 
 fn value_text(value: &Value) -> String {
@@ -411,6 +470,32 @@ mod tests {
         assert_eq!(client_info_field(&info, "ssub"), Some(7));
         assert_eq!(client_info_field(&info, "sub"), Some(2));
         assert_eq!(client_info_field(&info, "missing"), None);
+    }
+
+    #[test]
+    fn cluster_slots_group_by_primary_id() {
+        let node = |host: &str, port: i64, id: &str| {
+            Value::Array(vec![
+                Value::BulkString(host.as_bytes().to_vec()),
+                Value::Int(port),
+                Value::BulkString(id.as_bytes().to_vec()),
+            ])
+        };
+        let range = |start: i64, end: i64, primary: Value, replica: Value| {
+            Value::Array(vec![Value::Int(start), Value::Int(end), primary, replica])
+        };
+        let slots = Value::Array(vec![
+            range(0, 99, node("10.0.0.1", 7000, "a1"), node("10.0.0.4", 7000, "b1")),
+            range(100, 5460, node("10.0.0.2", 7000, "a2"), node("10.0.0.5", 7000, "b2")),
+            range(5461, 16383, node("10.0.0.1", 7000, "a1"), node("10.0.0.4", 7000, "b1")),
+        ]);
+        let primaries = parse_primaries(slots);
+        assert_eq!(primaries.len(), 2, "{primaries:?}");
+        assert_eq!(primaries[0].id, "a1");
+        assert_eq!(primaries[0].address, "10.0.0.1:7000");
+        assert_eq!(primaries[0].slot_ranges, vec![(0, 99), (5461, 16383)]);
+        assert_eq!(primaries[1].id, "a2");
+        assert_eq!(primaries[1].slot_ranges, vec![(100, 5460)]);
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub use driver::{ConnectOptions, Topology};
 pub use metrics::RequestKind;
 
 use channel::{ChannelKind, ChannelNames, key_slot};
-use driver::{Driver, Incoming};
+use driver::{Driver, Incoming, SubscriptionReading};
 use metrics::{LossReason, Metrics};
 use subscriptions::Subscriptions;
 
@@ -314,6 +314,7 @@ async fn check_subscriptions(shared: &Shared) {
 
     let mut failed = false;
     let mut missing = false;
+    let mut unverified = false;
     for node in nodes {
         let on_node: Vec<String> = match shared.driver.topology() {
             Topology::Standalone => stable.iter().map(|c| (*c).clone()).collect(),
@@ -327,8 +328,9 @@ async fn check_subscriptions(shared: &Shared) {
                 .collect(),
         };
         match node.subscribed {
-            None => failed = true,
-            Some(count) if count < on_node.len() => {
+            SubscriptionReading::Failed => failed = true,
+            SubscriptionReading::NotRouted => unverified = true,
+            SubscriptionReading::Count(count) if count < on_node.len() => {
                 tracing::warn!(
                     expected = on_node.len(),
                     found = count,
@@ -337,11 +339,11 @@ async fn check_subscriptions(shared: &Shared) {
                 shared.subscriptions.mark_many_lost(on_node, LossReason::HealthCheck);
                 missing = true;
             }
-            Some(_) => {}
+            SubscriptionReading::Count(_) => {}
         }
     }
     shared.metrics.set_health_check_failed(failed);
-    if !failed && !missing {
+    if !failed && !missing && !unverified {
         shared.metrics.record_verified(generation);
     }
 }
