@@ -63,9 +63,9 @@ pub struct PartialResponse {
     pub expected: usize,
     /// Pods that responded.
     pub answered: Vec<Uid>,
-    /// Known pods that did not answer.
+    /// Known pods that did not respond.
     pub missing: Vec<Uid>,
-    /// Pods that did not answer and that this pod never heard from, so it cannot name them.
+    /// Pods that did not respond and that this pod never heard from, so it cannot name them.
     pub unidentified: usize,
 }
 
@@ -208,7 +208,7 @@ impl<E: SocketEmitter> AckStream<E> {
         Self { local: Some(Box::pin(local)), remote: None }
     }
 
-    /// Merges the local acks with the answers of `expected` other pods, until `timeout`.
+    /// Merges the local acks with the responses of `expected` other pods, until `timeout`.
     pub fn new(
         local: E::AckStream,
         rx: mpsc::UnboundedReceiver<Vec<u8>>,

@@ -149,8 +149,8 @@ pub enum SubscriptionReading {
 
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
-/// Upper bound of one adapter command including redis-rs' retries and redirections, so no adapter
-/// call waits forever on a cluster that lost its nodes; the caller gets an error instead.
+/// Upper bound of one adapter command, including redis-rs' retries and redirections. No adapter
+/// call waits forever on a cluster that lost its nodes, because the caller gets an error instead.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 
 async fn bounded<T>(command: impl std::future::Future<Output = RedisResult<T>>) -> RedisResult<T> {

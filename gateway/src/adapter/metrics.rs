@@ -60,7 +60,7 @@ impl LossReason {
     }
 }
 
-/// Request kinds that wait for answers from other pods.
+/// Request kinds that wait for responses from other pods.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestKind {
     /// Fetch sockets.
@@ -168,7 +168,7 @@ impl Metrics {
         self.lost[index].fetch_add(count as u64, Ordering::Relaxed);
     }
 
-    /// Counts a request that ended at its timeout with answers missing.
+    /// Counts a request that ended at its timeout with responses missing.
     pub fn record_partial(&self, kind: RequestKind) {
         let index = RequestKind::ALL.iter().position(|r| *r == kind).unwrap_or(0);
         self.partial[index].fetch_add(1, Ordering::Relaxed);

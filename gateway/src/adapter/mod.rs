@@ -9,8 +9,8 @@
 //! Besides room channels, every pod subscribes per namespace to a namespace channel (requests for
 //! all pods: namespace-wide broadcasts, fetch sockets, rooms, heartbeats), a pod channel (requests
 //! for this pod: operations on a remote socket handle) and a response channel. A request that
-//! waits for answers waits for as many pods as Redis reports as receivers of the publish: SPUBLISH
-//! returns the subscriber count of the shard, the same count as PUBSUB SHARDNUMSUB.
+//! waits for responses waits for as many pods as Redis reports as receivers of the publish.
+//! SPUBLISH returns the subscriber count of the shard, the same count as PUBSUB SHARDNUMSUB.
 //!
 //! Parts:
 //! - [`channel`]: channel names and slots.
@@ -79,7 +79,7 @@ impl From<Error> for socketioxide_core::adapter::errors::AdapterError {
 /// Settings of the adapter; [`Default`] gives the values below.
 #[derive(Debug, Clone)]
 pub struct AdapterConfig {
-    /// First part of every channel name, `[a-z0-9-]`; fleets sharing one Redis need distinct
+    /// First part of every channel name, `[a-z0-9-]`. Fleets sharing one Redis need distinct
     /// prefixes only if they serve the same namespace path. Default `socketfleet`.
     pub prefix: String,
     /// How long fetch sockets, rooms and the count phase of a broadcast with ack wait for other
