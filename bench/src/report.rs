@@ -30,6 +30,8 @@ pub struct Environment {
     pub kernel: String,
     pub open_files_limit: u64,
     pub gateway_commit: String,
+    /// Files under gateway/ that differ from that commit when the run started.
+    pub gateway_uncommitted: String,
     pub socketioxide: String,
     pub node: String,
     pub socket_io: String,
@@ -63,6 +65,7 @@ impl Environment {
             kernel: command_output("uname", &["-r"]),
             open_files_limit,
             gateway_commit: command_output("git", &["log", "-1", "--format=%h %s", "--", "gateway"]),
+            gateway_uncommitted: uncommitted_files("gateway"),
             socketioxide: lock_version("socketioxide"),
             node: command_output("node", &["--version"]),
             socket_io: package_version("socket.io"),
@@ -80,6 +83,12 @@ fn command_output(program: &str, args: &[&str]) -> String {
         .output()
         .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
         .unwrap_or_else(|error| format!("unknown ({program}: {error})"))
+}
+
+fn uncommitted_files(path: &str) -> String {
+    let status = command_output("git", &["status", "--porcelain", "--", path]);
+    let files: Vec<&str> = status.lines().map(|line| line.get(3..).unwrap_or(line)).collect();
+    if files.is_empty() { "none".to_owned() } else { files.join(", ") }
 }
 
 fn lock_version(package: &str) -> String {
@@ -288,6 +297,7 @@ pub fn markdown(results: &Results, settings: &Settings, environment: &Environmen
     let _ = writeln!(out, "- CPU: {} ({} cores), memory {}, kernel {}", environment.cpu, environment.cores, environment.memory, environment.kernel);
     let _ = writeln!(out, "- Open files per process (hard limit, raised to by the harness): {}", environment.open_files_limit);
     let _ = writeln!(out, "- socketfleet gateway: last gateway commit `{}`, socketioxide {}, release build", environment.gateway_commit, environment.socketioxide);
+    let _ = writeln!(out, "- Gateway files changed since that commit when the run started: {}", environment.gateway_uncommitted);
     let _ = writeln!(
         out,
         "- Node {}: socket.io {}, @socket.io/redis-adapter {} (sharded adapter), redis client {}",
@@ -305,6 +315,22 @@ pub fn markdown(results: &Results, settings: &Settings, environment: &Environmen
          RSS is VmRSS from /proc; per-socket RSS is (RSS with N sockets − RSS before the first socket) / N.\n\n",
     );
 
+    out.push_str(
+        "## How to read the figures\n\n\
+         - The servers and the load generator share the machine's cores, so the throughput and \
+         latency figures include the load generator's own CPU use (given per run below).\n\
+         - Deliveries per CPU-second divide the deliveries the receivers counted by the server \
+         process's user + system CPU time over the run, read from /proc.\n\
+         - The throughput run publishes as fast as acks return. The gateway acks a publish with an \
+         error when a receiver's send queue (128 packets in socketioxide) is full, and that receiver \
+         misses the message; Node socket.io queues without a bound. Rejected publishes are listed per run.\n\
+         - Latency is measured from the publisher's send to the receiver's read, both on the same \
+         monotonic clock. The histogram ends at 200 ms, so a figure of ≥ 200 ms means the server \
+         fell behind the rate.\n\
+         - The pub/sub share counts the messages each pod's adapter read from Redis \
+         (`socketfleet_adapter_received_total` for the gateway, a counter around the adapter's \
+         message handler in `bench/node/server.js`), divided by the publishes.\n\n",
+    );
     out.push_str("## Every run\n\n```json\n");
     out.push_str(&serde_json::to_string_pretty(results).unwrap_or_default());
     out.push_str("\n```\n");
