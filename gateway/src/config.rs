@@ -161,7 +161,7 @@ pub struct Config {
     /// behind a load balancer, and the fleet runs without them.
     #[arg(
         long = "transport",
-        env = "SOCKETFLEET_TRANSPORTS",
+        env = "SOCKETFLEET_TRANSPORT",
         value_enum,
         default_value = "websocket",
         value_delimiter = ',',
@@ -451,6 +451,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// Returns the `SOCKETFLEET_*` names among `names` that no flag reads, such as a misspelt
+/// variable, which clap ignores without a word.
+pub fn unknown_env_names(names: impl IntoIterator<Item = OsString>) -> Vec<String> {
+    let command = Config::command();
+    let known: Vec<&std::ffi::OsStr> = command.get_arguments().filter_map(|arg| arg.get_env()).collect();
+    names
+        .into_iter()
+        .filter(|name| name.to_str().is_some_and(|name| name.starts_with(ENV_PREFIX)))
+        .filter(|name| !known.contains(&name.as_os_str()))
+        .map(|name| name.to_string_lossy().into_owned())
+        .collect()
+}
+
 /// Formats a duration so that [`parse_duration`] reads it back unchanged.
 fn format_duration(duration: Duration) -> String {
     if duration.subsec_nanos() == 0 {
@@ -485,15 +498,25 @@ mod tests {
     }
 
     #[test]
-    fn every_flag_has_a_prefixed_env_name() {
+    fn every_env_name_is_the_prefixed_flag_name() {
         for arg in Config::command().get_arguments() {
             let id = arg.get_id().as_str();
             if id == "help" || id == "version" {
                 continue;
             }
             let env = arg.get_env().unwrap_or_else(|| panic!("flag {id} has no env name"));
-            assert!(env.to_str().unwrap().starts_with(ENV_PREFIX), "flag {id} env {env:?}");
+            let long = arg.get_long().unwrap_or_else(|| panic!("flag {id} has no long name"));
+            let expected = format!("{ENV_PREFIX}{}", long.to_uppercase().replace('-', "_"));
+            assert_eq!(env.to_str().unwrap(), expected, "env name of --{long}");
         }
+    }
+
+    #[test]
+    fn unknown_env_names_lists_only_unknown_prefixed_names() {
+        let names = unknown_env_names(
+            ["SOCKETFLEET_PORT", "SOCKETFLEET_TRANSPORTS", "PATH", "SOCKETFLEET_MAX_CONECTIONS"].map(OsString::from),
+        );
+        assert_eq!(names, ["SOCKETFLEET_TRANSPORTS", "SOCKETFLEET_MAX_CONECTIONS"]);
     }
 
     #[test]
@@ -518,7 +541,7 @@ mod tests {
             ("SOCKETFLEET_REDIS_URL", "redis://127.0.0.1:7000"),
             ("SOCKETFLEET_REDIS_MODE", "standalone"),
             ("SOCKETFLEET_PING_INTERVAL", "1500ms"),
-            ("SOCKETFLEET_TRANSPORTS", "websocket,polling"),
+            ("SOCKETFLEET_TRANSPORT", "websocket,polling"),
             ("SOCKETFLEET_AUTH_KEY_FILE", "/etc/socketfleet/jwt.pem"),
             ("SOCKETFLEET_AUTH_ALGORITHM", "RS256"),
             ("SOCKETFLEET_MAX_CONNECTIONS_PER_USER", "5"),

@@ -1,7 +1,9 @@
 //! `socketfleet-gateway`: parses flags, sets up logging and runs the gateway.
 
+use std::io::IsTerminal;
+
 use anyhow::Context;
-use socketfleet_gateway::config::{Config, LogFormat};
+use socketfleet_gateway::config::{Config, ConfigError, LogFormat, unknown_env_names};
 use socketfleet_gateway::server::{self, Listeners};
 use tracing_subscriber::EnvFilter;
 
@@ -9,14 +11,22 @@ use tracing_subscriber::EnvFilter;
 async fn main() -> anyhow::Result<()> {
     let config = match Config::load() {
         Ok(config) => config,
-        Err(socketfleet_gateway::config::ConfigError::Parse(err)) => err.exit(),
+        Err(ConfigError::Parse(err)) => err.exit(),
         Err(err) => anyhow::bail!(err),
     };
 
     let filter = EnvFilter::try_new(&config.log_level).context("invalid --log-level")?;
     match config.log_format {
-        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        // Colour codes only help a person at a terminal; in a pod's log file they are noise.
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_ansi(std::io::stdout().is_terminal())
+            .with_env_filter(filter)
+            .init(),
         LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
+    }
+
+    for name in unknown_env_names(std::env::vars_os().map(|(name, _)| name)) {
+        tracing::warn!(variable = name, "ignoring unknown environment variable; see --help for the SOCKETFLEET_* names");
     }
 
     let listeners = Listeners::bind(&config).await?;
