@@ -1,7 +1,7 @@
 //! JWT verification for the socket.io `auth` payload and the rooms its claims grant.
 //!
 //! A client sends `{ token: "<jwt>" }` as its `auth` payload. The gateway checks the token's
-//! signature, `exp` and, when configured, `iss` and `aud`. Two array claims, named by flags, list
+//! signature, `exp`, `nbf` when the token has one and, when configured, `iss` and `aud`. Two array claims, named by flags, list
 //! the rooms the socket may join and the rooms it may publish to. `"*"` grants every room.
 
 use std::collections::HashSet;
@@ -94,6 +94,8 @@ impl Verifier {
         };
 
         let mut validation = Validation::new(algorithm);
+        // jsonwebtoken 12 checks `nbf` only when asked; a token with one is not valid before it.
+        validation.validate_nbf = true;
         match &config.auth_audience {
             Some(audience) => validation.set_audience(&[audience]),
             None => validation.validate_aud = false,
@@ -181,6 +183,29 @@ mod tests {
         assert!(matches!(verifier(b"k").verify(Some(&json!({ "token": expired }))), Err(AuthError::InvalidToken(_))));
         assert!(matches!(verifier(b"k").verify(None), Err(AuthError::MissingToken)));
         assert!(matches!(verifier(b"k").verify(Some(&json!({ "token": 5 }))), Err(AuthError::MissingToken)));
+    }
+
+    #[test]
+    fn rejects_token_before_its_nbf() {
+        let key_file = std::env::temp_dir().join(format!("socketfleet-auth-nbf-{}.key", std::process::id()));
+        std::fs::write(&key_file, b"k").unwrap();
+        let config = Config::from_env_pairs([(
+            "SOCKETFLEET_AUTH_KEY_FILE".to_string(),
+            key_file.display().to_string(),
+        )])
+        .unwrap();
+        let verifier = Verifier::from_config(&config).unwrap().expect("auth is on");
+        std::fs::remove_file(&key_file).unwrap();
+
+        let now = in_an_hour() - 3600;
+        let early = token(b"k", json!({"exp": now + 7200, "nbf": now + 3600}));
+        let result = verifier.verify(Some(&json!({ "token": early })));
+        assert!(
+            matches!(&result, Err(AuthError::InvalidToken(err)) if *err.kind() == jsonwebtoken::errors::ErrorKind::ImmatureSignature),
+            "{result:?}"
+        );
+        let valid = token(b"k", json!({"exp": now + 7200, "nbf": now - 10}));
+        assert!(verifier.verify(Some(&json!({ "token": valid }))).is_ok());
     }
 
     #[test]
