@@ -27,11 +27,16 @@ impl AdapterStatus for LocalAdapterStatus {
     }
 
     fn render_metrics(&self, out: &mut String) {
-        // The dropped-message counter exists on every gateway so alerts work the same with or
-        // without Redis; the in-memory adapter delivers in-process and has nothing to drop.
-        out.push_str("# HELP socketfleet_adapter_dropped_messages_total Messages the adapter dropped.\n");
-        out.push_str("# TYPE socketfleet_adapter_dropped_messages_total counter\n");
-        out.push_str("socketfleet_adapter_dropped_messages_total 0\n");
+        // The dropped-message counter has the fleet adapter's name and labels on every gateway, so
+        // alerts work the same with or without Redis. The in-memory adapter delivers in-process
+        // and has nothing to drop.
+        out.push_str(
+            "# HELP socketfleet_adapter_dropped_total Messages the adapter dropped, by reason; \
+             any non-zero value is lost traffic.\n",
+        );
+        out.push_str("# TYPE socketfleet_adapter_dropped_total counter\n");
+        out.push_str("socketfleet_adapter_dropped_total{reason=\"queue_full\"} 0\n");
+        out.push_str("socketfleet_adapter_dropped_total{reason=\"decode_failed\"} 0\n");
         out.push_str("# HELP redis_pubsub_channels Redis pub/sub channels this pod is subscribed to.\n");
         out.push_str("# TYPE redis_pubsub_channels gauge\n");
         out.push_str("redis_pubsub_channels 0\n");

@@ -70,10 +70,12 @@ async fn metrics_use_the_documented_names() {
         "socket_io_disconnect_total",
         "socketfleet_rejected_connections_total",
         "redis_pubsub_channels",
-        "socketfleet_adapter_dropped_messages_total",
+        "socketfleet_adapter_dropped_total",
     ] {
         assert!(body.contains(&format!("# TYPE {name} ")), "missing {name} in\n{body}");
     }
+    // The same series as the fleet adapter renders, so one alert covers both adapters.
+    assert!(body.contains("socketfleet_adapter_dropped_total{reason=\"queue_full\"} 0\n"), "{body}");
 }
 
 #[tokio::test]
