@@ -12,7 +12,7 @@ use redis::{
 };
 use tokio::sync::{Mutex, mpsc};
 
-use super::{Error, metrics::Metrics};
+use super::{Error, channel::key_slot, metrics::Metrics};
 
 /// Kind of Redis deployment behind the URLs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -374,9 +374,10 @@ const PRIMARY_ATTEMPTS: usize = 8;
 /// After a failover the map can still name the dead primary, and redis-rs 1.8 then sends a
 /// primary-routed command to a random connected node (`get_connection`), so a plain CLIENT INFO
 /// could read another node's connection. The reply is used only if CLUSTER MYID, sent in the same
-/// pipeline, names the primary from CLUSTER SLOTS; otherwise the command is sent again. Routing by
-/// address is no way out: a request to a node without a connection makes redis-rs reconnect to
-/// every node, which drops every subscription.
+/// pipeline, names the primary from CLUSTER SLOTS. Otherwise a key read in the primary's slots
+/// gets a MOVED reply, which makes redis-rs refresh its slot map, and the pipeline is sent again.
+/// Routing by address is no way out: a request to a node without a connection makes redis-rs
+/// reconnect to every node, which drops every subscription.
 async fn primary_subscriptions(connection: &mut ClusterConnection, primary: &Primary) -> SubscriptionReading {
     let first_slot = primary.slot_ranges.first().map_or(0, |range| range.0);
     let route = SingleNodeRoutingInfo::SpecificNode(Route::new(first_slot, SlotAddr::Master));
@@ -401,6 +402,7 @@ async fn primary_subscriptions(connection: &mut ClusterConnection, primary: &Pri
             replied = %value_text(id),
             "health check: another node replied to a primary-routed command, redis-rs' slot map is stale"
         );
+        refresh_slot_map(connection, primary).await;
     }
     tracing::info!(
         node = %primary.address,
@@ -408,6 +410,29 @@ async fn primary_subscriptions(connection: &mut ClusterConnection, primary: &Pri
         "health check: could not reach a primary through redis-rs' stale slot map, skipped it"
     );
     SubscriptionReading::NotRouted
+}
+
+/// Sends EXISTS on a key in `primary`'s slots, so that a stale slot map gets the MOVED reply that
+/// makes redis-rs refresh it. The key is never written.
+///
+/// NOTE: an ACL user without read access to keys gets NOPERM instead of MOVED, and the health
+/// check then skips this primary until something else refreshes the map.
+async fn refresh_slot_map(connection: &mut ClusterConnection, primary: &Primary) {
+    let Some(key) = probe_key(&primary.slot_ranges) else { return };
+    let result: RedisResult<Value> = redis::cmd("EXISTS").arg(&key).query_async(connection).await;
+    if let Err(err) = result {
+        tracing::debug!(key, error = %err, "health check: slot map probe failed");
+    }
+}
+
+/// Returns a key whose slot lies in one of `slot_ranges`.
+fn probe_key(slot_ranges: &[(u16, u16)]) -> Option<String> {
+    // A range of n slots is hit by about one key in 16384 / n, so a few thousand tries cover even
+    // a primary that owns a single slot with high probability.
+    (0..200_000u32).map(|i| format!("socketfleet:slot-probe:{i}")).find(|key| {
+        let slot = key_slot(key.as_bytes());
+        slot_ranges.iter().any(|(start, end)| (*start..=*end).contains(&slot))
+    })
 }
 
 /// Reads CLUSTER SLOTS and returns each primary with its slot ranges.
@@ -496,6 +521,15 @@ mod tests {
         assert_eq!(primaries[0].slot_ranges, vec![(0, 99), (5461, 16383)]);
         assert_eq!(primaries[1].id, "a2");
         assert_eq!(primaries[1].slot_ranges, vec![(100, 5460)]);
+    }
+
+    #[test]
+    fn probe_key_lands_in_the_ranges() {
+        for ranges in [vec![(0, 5460)], vec![(16383, 16383)], vec![(100, 100), (9000, 9001)]] {
+            let key = probe_key(&ranges).expect("a key for the ranges");
+            let slot = key_slot(key.as_bytes());
+            assert!(ranges.iter().any(|(start, end)| (*start..=*end).contains(&slot)), "{key} in slot {slot}");
+        }
     }
 
     #[test]
