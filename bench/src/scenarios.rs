@@ -28,7 +28,7 @@ pub struct Settings {
     pub max_per_process: usize,
     pub fleet_connections: usize,
     pub fleet_processes: usize,
-    /// How long the fleet holds its idle sockets; longer than one ping interval (25 s).
+    /// Time the fleet keeps its idle sockets open, longer than one ping interval (25 s).
     pub fleet_hold_secs: u64,
     pub fan_out: usize,
     pub throughput_secs: f64,
@@ -180,7 +180,7 @@ pub struct FleetSample {
     pub failed: u64,
     /// Sockets closed while the fleet held them.
     pub dropped: u64,
-    /// Engine.io pings answered while holding, proof that heartbeats ran.
+    /// Engine.io pings the clients replied to while connected, which shows that heartbeats ran.
     pub pings: u64,
     pub hold_secs: u64,
     pub total_rss: u64,
@@ -347,7 +347,7 @@ pub struct LatencySample {
 }
 
 /// Publishes at a fixed rate on one server to a room whose only member is on another server, so
-/// every message crosses the Redis Cluster; the receiver times each one.
+/// every message crosses the Redis Cluster. The receiver times each message.
 pub fn cross_pod_latency(
     programs: &Programs,
     sources: &mut SourceAddresses,
@@ -435,8 +435,8 @@ pub fn pubsub_sharding(
     }
     let targets: Vec<u16> = servers.iter().map(|server| server.port).collect();
 
-    // Socket i goes to pod i mod pods and joins room i mod rooms; with rooms a multiple of pods,
-    // every member of room k is on pod k mod pods.
+    // Socket i goes to pod i mod pods and joins room i mod rooms. Because rooms is a multiple of
+    // pods, every member of room k is on pod k mod pods.
     if settings.sharding_rooms % settings.sharding_pods != 0 {
         bail!("sharding rooms ({}) must be a multiple of pods ({})", settings.sharding_rooms, settings.sharding_pods);
     }
