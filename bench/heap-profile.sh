@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Profiles the heap an idle socket costs the gateway: runs the release gateway under heaptrack,
-# connects SOCKETS idle websocket clients with the bench load generator, and writes the heap at its
-# peak, grouped by what allocated it and divided by SOCKETS, to bench/heap-profile.md (make bench
-# appends that file to bench/REPORT.md).
+# Profiles the heap an idle socket costs the gateway. It runs the release gateway under heaptrack and
+# connects SOCKETS idle websocket clients with the bench load generator. The heap at its peak, grouped
+# by allocation site and divided by SOCKETS, goes to bench/heap-profile.md, which make bench appends
+# to bench/REPORT.md.
 #
 # Usage: bench/heap-profile.sh [SOCKETS]   (default 3000; needs heaptrack, from Debian's packages)
 set -euo pipefail
@@ -45,9 +45,9 @@ python3 - "$work/peak.txt" "$sockets" >bench/heap-profile.md <<'EOF'
 import collections
 import sys
 
-# Each stack is read from the allocation site outwards; the first frame that matches a group decides,
-# and among groups matching that frame the first listed wins (the gateway's handshake.rs copies
-# headers, tokio-tungstenite's handshake.rs allocates the read buffer).
+# Each stack is read from the allocation site outwards, and the first frame that matches a group
+# decides. Among groups matching that frame the first listed wins, because the gateway's handshake.rs
+# copies headers while tokio-tungstenite's handshake.rs allocates the websocket read buffer.
 GROUPS = [
     ("hyper HTTP/1 read buffer", ["poll_read_from_io"]),
     ("tokio mpsc channels, each with a first block of 32 slots", ["(block.rs)", "(chan.rs)"]),
