@@ -29,6 +29,9 @@ use super::{
     metrics::{DropReason, RequestKind},
 };
 
+/// Pause before a publish that reached no subscriber of a subscribed channel is sent again.
+const UNDELIVERED_RETRY: Duration = Duration::from_millis(100);
+
 /// How long a multi-room broadcast id is remembered to drop its copies from the other rooms' channels.
 const RECENT_IDS_TTL: Duration = Duration::from_secs(60);
 const RECENT_IDS_MAX: usize = 100_000;
@@ -412,7 +415,52 @@ impl<E: SocketEmitter> RedisAdapter<E> {
         Ok(Expected { count: receivers.saturating_sub(own), known_peers })
     }
 
+    /// Publishes `payload` and returns how many subscribers Redis delivered it to.
+    ///
+    /// A room or namespace channel this pod subscribes to must count at least this pod. A reply of
+    /// 0 there means the shard lost its subscriptions (after a failover the new primary has none
+    /// until each pod subscribes again), so nobody received the message and it is sent again
+    /// every [`UNDELIVERED_RETRY`] until the request timeout. A lost subscription of this pod is
+    /// waited for first, because the other pods' subscriptions of that shard are likely lost too.
+    /// Still undelivered at the timeout, it is counted and the caller gets
+    /// [`Error::NotDelivered`].
+    ///
+    /// NOTE: a reply above 0 is taken as delivered, so a message that reached this pod's restored
+    /// subscription before other pods restored theirs is lost for them without being counted.
+    /// A pod with no local member in the room cannot check the reply at all.
     async fn publish(&self, kind: ChannelKind, channel: &str, payload: &[u8]) -> Result<usize, Error> {
+        if !matches!(kind, ChannelKind::Room | ChannelKind::Namespace) {
+            return self.publish_once(kind, channel, payload).await;
+        }
+        let subscriptions = &self.shared.subscriptions;
+        let deadline = Instant::now() + self.shared.config.request_timeout;
+        while subscriptions.is_lost(channel) && Instant::now() < deadline {
+            tokio::time::sleep(UNDELIVERED_RETRY).await;
+        }
+        // Once this pod was subscribed, a reply of 0 is a loss even if the subscription is marked
+        // lost between two attempts.
+        let mut expects_own = subscriptions.is_lost(channel) || subscriptions.is_confirmed(channel);
+        loop {
+            let receivers = self.publish_once(kind, channel, payload).await?;
+            expects_own |= subscriptions.is_confirmed(channel);
+            if receivers > 0 || !expects_own {
+                return Ok(receivers);
+            }
+            if Instant::now() >= deadline {
+                self.shared.metrics.record_undelivered_publish();
+                tracing::warn!(channel, "publish reached no subscriber after retries; redis lost the shard's subscriptions");
+                return Err(Error::NotDelivered { channel: channel.to_owned() });
+            }
+            self.shared.metrics.record_publish_retry();
+            tracing::debug!(channel, "publish reached no subscriber of a subscribed channel, sending it again");
+            tokio::time::sleep(UNDELIVERED_RETRY).await;
+            while subscriptions.is_lost(channel) && Instant::now() < deadline {
+                tokio::time::sleep(UNDELIVERED_RETRY).await;
+            }
+        }
+    }
+
+    async fn publish_once(&self, kind: ChannelKind, channel: &str, payload: &[u8]) -> Result<usize, Error> {
         match self.shared.driver.publish(channel, payload).await {
             Ok(receivers) => {
                 self.shared.metrics.record_published(kind, payload.len());

@@ -101,6 +101,8 @@ pub struct Metrics {
     partial: [AtomicU64; 3],
     resubscribed: AtomicU64,
     publish_errors: AtomicU64,
+    publish_retries: AtomicU64,
+    undelivered_publishes: AtomicU64,
     sweep_subscribed: AtomicU64,
     sweep_unsubscribed: AtomicU64,
     channels: AtomicI64,
@@ -198,6 +200,23 @@ impl Metrics {
     /// Counts a failed publish (the caller gets the error).
     pub fn record_publish_error(&self) {
         self.publish_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a publish sent again because it reached no subscriber of a channel this pod
+    /// subscribes to.
+    pub fn record_publish_retry(&self) {
+        self.publish_retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a publish that still reached no subscriber of a channel this pod subscribes to when
+    /// its retries ran out; the caller got an error.
+    pub fn record_undelivered_publish(&self) {
+        self.undelivered_publishes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Returns how many publishes reached no subscriber after their retries.
+    pub fn undelivered_publishes_total(&self) -> u64 {
+        self.undelivered_publishes.load(Ordering::Relaxed)
     }
 
     /// Counts a repair made by the periodic sweep.
@@ -329,6 +348,18 @@ impl Metrics {
             vec![(String::new(), load(&self.publish_errors))],
         );
         counter(
+            "socketfleet_adapter_publish_retries_total",
+            "Publishes sent again because Redis delivered them to no subscriber although this pod subscribes to the channel (its shard lost its subscriptions, e.g. in a failover).",
+            "counter",
+            vec![(String::new(), load(&self.publish_retries))],
+        );
+        counter(
+            "socketfleet_adapter_undelivered_publishes_total",
+            "Publishes that still reached no subscriber of a channel this pod subscribes to after their retries; the caller got an error.",
+            "counter",
+            vec![(String::new(), load(&self.undelivered_publishes))],
+        );
+        counter(
             "socketfleet_adapter_sweep_repairs_total",
             "Subscriptions the periodic room sweep added or removed because they disagreed with local rooms.",
             "counter",
@@ -371,6 +402,19 @@ mod tests {
         assert!(out.contains("socketfleet_adapter_dropped_total{reason=\"queue_full\"} 0"), "{out}");
         assert!(out.contains("socketfleet_adapter_dropped_total{reason=\"decode_failed\"} 0"), "{out}");
         assert!(out.contains("redis_pubsub_channels 0"), "{out}");
+    }
+
+    #[test]
+    fn render_lists_publish_retries_and_undelivered() {
+        let metrics = Metrics::default();
+        metrics.record_publish_retry();
+        metrics.record_publish_retry();
+        metrics.record_undelivered_publish();
+        let mut out = String::new();
+        metrics.render(&mut out);
+        assert!(out.contains("socketfleet_adapter_publish_retries_total 2"), "{out}");
+        assert!(out.contains("socketfleet_adapter_undelivered_publishes_total 1"), "{out}");
+        assert_eq!(metrics.undelivered_publishes_total(), 1);
     }
 
     #[test]

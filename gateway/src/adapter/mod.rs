@@ -26,7 +26,10 @@
 //! [`metrics::QUEUE_FULL_HOLD`], so the Service sends new sockets elsewhere. A lost subscription
 //! (server-sent SUNSUBSCRIBE, closed connection, or a health check that counts fewer subscriptions
 //! than expected) is counted, subscribed again, and keeps readiness false until it is back.
-//! Messages published while a subscription was lost are not delivered.
+//! A publish to a room or namespace channel this pod subscribes to that reaches no subscriber (the
+//! shard lost its subscriptions) waits for this pod's subscription, is sent again until the
+//! request timeout, and is then counted and returned to the caller as an error. A message that
+//! reached some pods while others were still subscribing again is lost for those without a count.
 
 mod ack;
 pub mod channel;
@@ -59,6 +62,10 @@ pub enum Error {
     /// A Redis command failed.
     #[error("redis command failed: {0}")]
     Redis(#[from] redis::RedisError),
+    /// A publish reached no subscriber of a channel this pod subscribes to, even after retries:
+    /// Redis lost the subscriptions of the channel's shard (a failover) and they are not back.
+    #[error("publish to {channel} reached no subscriber because redis lost the shard's subscriptions; retry later")]
+    NotDelivered { channel: String },
     /// A request could not be encoded.
     #[error("could not encode a request for other pods: {0}")]
     Encode(#[from] rmp_serde::encode::Error),

@@ -163,6 +163,17 @@ impl Subscriptions {
         )
     }
 
+    /// Returns whether the server confirmed this pod's subscription to `channel` and no push
+    /// reported it gone since.
+    pub fn is_confirmed(&self, channel: &str) -> bool {
+        self.channels().get(channel) == Some(&ChannelState::Subscribed)
+    }
+
+    /// Returns whether this pod's subscription to `channel` is lost and waits to be restored.
+    pub fn is_lost(&self, channel: &str) -> bool {
+        self.channels().get(channel) == Some(&ChannelState::Lost)
+    }
+
     /// Returns whether `channel` is in the set at all, lost or not.
     pub fn is_wanted(&self, channel: &str) -> bool {
         self.channels().contains_key(channel)
