@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -38,6 +39,10 @@ pub enum ApiError {
     Unauthorized,
     #[error("invalid JSON body: {0}; expected {{namespace?, room?, event, data}}")]
     InvalidBody(String),
+    #[error("request body is larger than --max-payload-bytes allows")]
+    BodyTooLarge,
+    #[error("failed to read the request body: {0}")]
+    ReadBody(String),
     #[error("namespace {0:?} is not served by this gateway")]
     UnknownNamespace(String),
     #[error("invalid room: {0}")]
@@ -53,7 +58,10 @@ impl IntoResponse for ApiError {
         let status = match &self {
             ApiError::PublishDisabled => StatusCode::FORBIDDEN,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::InvalidBody(_) | ApiError::InvalidRoom(_) | ApiError::InvalidEvent(_) => StatusCode::BAD_REQUEST,
+            ApiError::InvalidBody(_) | ApiError::InvalidRoom(_) | ApiError::InvalidEvent(_) | ApiError::ReadBody(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnknownNamespace(_) => StatusCode::NOT_FOUND,
             ApiError::Adapter(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
@@ -134,7 +142,9 @@ async fn metrics<A: Adapter>(State(state): State<Arc<AdminState<A>>>) -> Respons
 async fn publish<A: Adapter>(
     State(state): State<Arc<AdminState<A>>>,
     headers: HeaderMap,
-    body: Bytes,
+    // Taken as a Result so a body over the limit gets a JSON error like every other failure,
+    // not axum's plain-text rejection.
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let Some(expected) = &state.publish_token else {
         return Err(ApiError::PublishDisabled);
@@ -148,6 +158,10 @@ async fn publish<A: Adapter>(
         return Err(ApiError::Unauthorized);
     }
 
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::BodyTooLarge,
+        _ => ApiError::ReadBody(rejection.body_text()),
+    })?;
     let request: PublishRequest = serde_json::from_slice(&body).map_err(|err| ApiError::InvalidBody(err.to_string()))?;
     let namespace = request.namespace.unwrap_or_else(|| state.namespaces[0].clone());
     if !state.namespaces.contains(&namespace) {

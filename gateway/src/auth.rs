@@ -16,10 +16,11 @@ use crate::config::{Config, JwtAlgorithm};
 /// Reasons a key cannot be loaded or a token is rejected.
 #[derive(Debug, Error)]
 pub enum AuthError {
-    #[error("failed to read --auth-key-file {path}: {source}")]
-    ReadKey { path: PathBuf, source: std::io::Error },
-    #[error("invalid key in --auth-key-file {path} for {algorithm:?}: {source}")]
-    ParseKey { path: PathBuf, algorithm: JwtAlgorithm, source: jsonwebtoken::errors::Error },
+    // `error` is part of each message and deliberately not a `source`, so it is printed once.
+    #[error("failed to read --auth-key-file {path}: {error}")]
+    ReadKey { path: PathBuf, error: std::io::Error },
+    #[error("invalid key in --auth-key-file {path} for {algorithm:?}: {error}")]
+    ParseKey { path: PathBuf, algorithm: JwtAlgorithm, error: jsonwebtoken::errors::Error },
     #[error("missing token: send {{ token: \"<jwt>\" }} as the socket.io auth payload")]
     MissingToken,
     #[error("invalid token: {0}")]
@@ -83,8 +84,8 @@ impl Verifier {
         let Some(path) = &config.auth_key_file else {
             return Ok(None);
         };
-        let bytes = std::fs::read(path).map_err(|source| AuthError::ReadKey { path: path.clone(), source })?;
-        let parse_error = |source| AuthError::ParseKey { path: path.clone(), algorithm: config.auth_algorithm, source };
+        let bytes = std::fs::read(path).map_err(|error| AuthError::ReadKey { path: path.clone(), error })?;
+        let parse_error = |error| AuthError::ParseKey { path: path.clone(), algorithm: config.auth_algorithm, error };
         let (key, algorithm) = match config.auth_algorithm {
             // A Secret mounted as a file often ends with a newline that is not part of the key.
             JwtAlgorithm::Hs256 => (DecodingKey::from_secret(trim_newline(&bytes)).map_err(parse_error)?, Algorithm::HS256),

@@ -170,10 +170,10 @@ pub struct Config {
     pub transports: Vec<Transport>,
 
     /// Time a client has to send a complete request head (request line and headers) on either
-    /// port, counted from connect and again after each response; then the connection is closed.
-    /// It frees the slots of clients that connect and send nothing. 30s is hyper's default and
-    /// outlasts the default --ping-interval, so a polling client's idle keep-alive connection
-    /// stays open between pongs.
+    /// port before the connection is closed. It counts from connect and again after each
+    /// response, so clients that connect and send nothing lose their slots. 30s is hyper's
+    /// default and outlasts the default --ping-interval, so a polling client's idle keep-alive
+    /// connection stays open between pongs.
     #[arg(long, env = "SOCKETFLEET_HEADER_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
 
@@ -225,8 +225,9 @@ pub enum ConfigError {
     UnknownVariable { name: String },
     #[error("invalid --{flag}: {reason}")]
     InvalidValue { flag: &'static str, reason: String },
-    #[error("failed to read --{flag} file {path}: {source}")]
-    ReadFile { flag: &'static str, path: PathBuf, source: std::io::Error },
+    // `error` is part of the message and deliberately not a `source`, so it is printed once.
+    #[error("failed to read --{flag} {path}: {error}")]
+    ReadFile { flag: &'static str, path: PathBuf, error: std::io::Error },
 }
 
 impl Config {
@@ -291,9 +292,12 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |flag: &'static str, reason: String| Err(ConfigError::InvalidValue { flag, reason });
 
-        for path in &self.namespaces {
+        for (index, path) in self.namespaces.iter().enumerate() {
             if let Err(err) = namespace::validate_path(path) {
                 return invalid("namespace", err.to_string());
+            }
+            if self.namespaces[..index].contains(path) {
+                return invalid("namespace", format!("{path:?} is given twice; list each namespace once"));
             }
         }
         if self.ping_interval.is_zero() {
@@ -305,12 +309,27 @@ impl Config {
                 format!("{:?} is too short for a client to answer; use at least 100ms, e.g. 20s", self.ping_timeout),
             );
         }
+        if self.ping_interval >= MAX_CLIENT_TIMER {
+            return invalid(
+                "ping-interval",
+                format!("{:?} exceeds 2147483647 ms, which browsers treat as 0; e.g. 25s", self.ping_interval),
+            );
+        }
         if self.ping_interval + self.ping_timeout > MAX_CLIENT_TIMER {
             return invalid(
                 "ping-timeout",
                 "ping interval plus ping timeout exceeds 2147483647 ms, which browsers treat as 0; \
                  lower --ping-interval or --ping-timeout"
                     .into(),
+            );
+        }
+        if let Some(urls) = &self.redis_url {
+            check_redis_urls(urls).map_err(|reason| ConfigError::InvalidValue { flag: "redis-url", reason })?;
+        }
+        if self.publish_token.as_deref() == Some("") {
+            return invalid(
+                "publish-token",
+                "is empty, so no request could match it; set a token, or leave it unset to turn the publish API off".into(),
             );
         }
         if self.max_connections == 0 {
@@ -351,9 +370,18 @@ impl Config {
         Ok(())
     }
 
-    /// Returns the publish token from --publish-token or --publish-token-file.
+    /// Returns the publish token from --publish-token or --publish-token-file; an empty file is
+    /// an error, since no request could match an empty token.
     pub fn publish_token(&self) -> Result<Option<String>, ConfigError> {
-        read_secret(self.publish_token.as_deref(), self.publish_token_file.as_deref(), "publish-token-file")
+        let token = read_secret(self.publish_token.as_deref(), self.publish_token_file.as_deref(), "publish-token-file")?;
+        if token.as_deref() == Some("") {
+            let path = self.publish_token_file.as_deref().unwrap_or(Path::new("")).display();
+            return Err(ConfigError::InvalidValue {
+                flag: "publish-token-file",
+                reason: format!("{path} is empty; write the token into it, or leave the flag unset to turn the publish API off"),
+            });
+        }
+        Ok(token)
     }
 
     /// Returns the Redis password from --redis-password or --redis-password-file.
@@ -424,12 +452,40 @@ fn read_secret(value: Option<&str>, file: Option<&Path>, flag: &'static str) -> 
     let Some(path) = file else {
         return Ok(None);
     };
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::ReadFile {
         flag,
         path: path.to_owned(),
-        source,
+        error,
     })?;
     Ok(Some(text.trim_end_matches(['\r', '\n']).to_owned()))
+}
+
+/// Checks that each comma-separated seed in --redis-url is a Redis URL. The message leaves the
+/// URL out, because it may hold a password.
+fn check_redis_urls(urls: &str) -> Result<(), String> {
+    const EXPECTED: &str = "expected redis://host:port, e.g. redis://redis-0.redis:6379";
+    let seeds: Vec<&str> = urls.split(',').map(str::trim).filter(|url| !url.is_empty()).collect();
+    if seeds.is_empty() {
+        return Err(format!("is empty; {EXPECTED}"));
+    }
+    for (index, seed) in seeds.iter().enumerate() {
+        let position = format!("URL {} of {}", index + 1, seeds.len());
+        let Some((scheme, _)) = seed.split_once("://") else {
+            return Err(format!("{position} has no scheme; {EXPECTED}"));
+        };
+        match scheme {
+            // The redis crate here is built without TLS, so the adapter rejects rediss:// at
+            // startup with its own message; the operator renders it when spec.redis.tls is set.
+            "rediss" | "unix" | "redis+unix" => {}
+            "redis" => {
+                if let Err(err) = redis::IntoConnectionInfo::into_connection_info(*seed) {
+                    return Err(format!("{position} is not a valid Redis URL ({err}); {EXPECTED}"));
+                }
+            }
+            _ => return Err(format!("{position} has unknown scheme {scheme:?}; {EXPECTED}")),
+        }
+    }
+    Ok(())
 }
 
 /// Parses a duration written as a number and a unit: `500ms`, `25s`, `2m`. A bare number is seconds.
@@ -584,6 +640,51 @@ mod tests {
         }
         let err = Config::from_env_pairs(pairs(&[("SOCKETFLEET_PING_INTERVAL", "40000m")])).unwrap_err();
         assert!(err.to_string().contains("2147483647"), "{err}");
+    }
+
+    #[test]
+    fn rejects_huge_ping_interval_naming_it() {
+        let err = Config::from_env_pairs(pairs(&[("SOCKETFLEET_PING_INTERVAL", "3000000s")])).unwrap_err();
+        assert!(err.to_string().starts_with("invalid --ping-interval:"), "{err}");
+    }
+
+    #[test]
+    fn rejects_duplicate_namespaces() {
+        let err = Config::from_env_pairs(pairs(&[("SOCKETFLEET_NAMESPACE", "/,/calls,/")])).unwrap_err();
+        assert!(err.to_string().starts_with("invalid --namespace:"), "{err}");
+        assert!(err.to_string().contains("twice"), "{err}");
+    }
+
+    #[test]
+    fn rejects_redis_url_that_does_not_parse() {
+        for url in ["foo://bar", "redis://127.0.0.1:7000,foo://bar", " , ", "127.0.0.1:7000", "redis://host:port"] {
+            let err = Config::from_env_pairs(pairs(&[("SOCKETFLEET_REDIS_URL", url)])).unwrap_err();
+            assert!(err.to_string().starts_with("invalid --redis-url:"), "{url}: {err}");
+            assert!(err.to_string().contains("redis://host:port"), "{url}: {err}");
+        }
+        let config = Config::from_env_pairs(pairs(&[("SOCKETFLEET_REDIS_URL", "redis://a:7000, redis://b:7001")]));
+        assert!(config.is_ok(), "{config:?}");
+    }
+
+    #[test]
+    fn rejects_empty_publish_token() {
+        let err = Config::from_env_pairs(pairs(&[("SOCKETFLEET_PUBLISH_TOKEN", "")])).unwrap_err();
+        assert!(err.to_string().starts_with("invalid --publish-token:"), "{err}");
+
+        let file = std::env::temp_dir().join(format!("socketfleet-empty-token-{}", std::process::id()));
+        std::fs::write(&file, "\n").unwrap();
+        let config = Config::from_env_pairs(pairs(&[("SOCKETFLEET_PUBLISH_TOKEN_FILE", file.to_str().unwrap())])).unwrap();
+        let err = config.publish_token().unwrap_err();
+        std::fs::remove_file(&file).unwrap();
+        assert!(err.to_string().starts_with("invalid --publish-token-file:"), "{err}");
+    }
+
+    #[test]
+    fn missing_token_file_is_named_once() {
+        let config = Config::from_env_pairs(pairs(&[("SOCKETFLEET_PUBLISH_TOKEN_FILE", "/nonexistent")])).unwrap();
+        let err = config.publish_token().unwrap_err();
+        assert_eq!(err.to_string(), "failed to read --publish-token-file /nonexistent: No such file or directory (os error 2)");
+        assert!(std::error::Error::source(&err).is_none(), "the cause is printed in the message only");
     }
 
     #[test]

@@ -44,8 +44,9 @@ pub enum ServeError {
     Auth(#[from] AuthError),
     #[error(transparent)]
     UserLimit(#[from] UserLimitError),
-    #[error("failed to bind {port_flag} on {address}: {source}")]
-    Bind { port_flag: &'static str, address: SocketAddr, source: std::io::Error },
+    // `error` is part of the message and deliberately not a `source`, so it is printed once.
+    #[error("failed to bind {port_flag} on {address}: {error}")]
+    Bind { port_flag: &'static str, address: SocketAddr, error: std::io::Error },
     #[error("namespace {namespace} failed to initialise in the adapter: {reason}")]
     NamespaceInit { namespace: String, reason: String },
     #[error("failed to start the fleet adapter on --redis-url: {0}")]
@@ -76,7 +77,7 @@ impl Listeners {
     pub async fn bind(config: &Config) -> Result<Listeners, ServeError> {
         let bind = |port: u16, port_flag: &'static str| async move {
             let address = SocketAddr::new(config.bind_address, port);
-            TcpListener::bind(address).await.map_err(|source| ServeError::Bind { port_flag, address, source })
+            TcpListener::bind(address).await.map_err(|error| ServeError::Bind { port_flag, address, error })
         };
         Ok(Listeners { socket: bind(config.port, "--port").await?, admin: bind(config.admin_port, "--admin-port").await? })
     }
