@@ -25,6 +25,9 @@ pub enum RejectReason {
     PayloadTooLarge,
     /// A CONNECT packet whose data is not JSON, e.g. a namespace name with a comma in it.
     InvalidConnect,
+    /// A websocket message with a packet the gateway rejects before socketioxide parses it, e.g. an
+    /// ack id over 64 bits; the connection is closed with code 1002.
+    InvalidPacket,
 }
 
 impl RejectReason {
@@ -37,6 +40,7 @@ impl RejectReason {
             RejectReason::UserLimitUnavailable => "user_limit_unavailable",
             RejectReason::PayloadTooLarge => "payload_too_large",
             RejectReason::InvalidConnect => "invalid_connect",
+            RejectReason::InvalidPacket => "invalid_packet",
         }
     }
 }

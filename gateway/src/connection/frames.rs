@@ -1,8 +1,17 @@
 //! Inspection of client websocket frames as they arrive, so an oversized message is rejected at
-//! its frame header, before its payload is read or buffered.
+//! its frame header, before its payload is read or buffered, and a packet socketioxide would
+//! misread is rejected before it reaches socketioxide.
 
 /// Largest websocket frame header: 2 bytes, 8 bytes of extended length and a 4-byte mask key.
-pub const MAX_HEADER_LEN: usize = 14;
+const MAX_FRAME_HEADER_LEN: usize = 14;
+
+/// Bytes of a text message's payload held back with its frame header and checked by
+/// [`check_packet_prefix`]: room for `45`, a 20-digit attachment count, a namespace of 64 bytes
+/// with its comma and a 20-digit ack id.
+const PACKET_PREFIX_LEN: usize = 128;
+
+/// Largest run of bytes the inspector holds back: a frame header and a packet prefix.
+pub const MAX_HEADER_LEN: usize = MAX_FRAME_HEADER_LEN + PACKET_PREFIX_LEN;
 
 const OPCODE_CONTINUATION: u8 = 0x0;
 const OPCODE_TEXT: u8 = 0x1;
@@ -10,6 +19,7 @@ const OPCODE_BINARY: u8 = 0x2;
 
 /// Close codes the gateway sends (RFC 6455 section 7.4.1).
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
 pub const CLOSE_MESSAGE_TOO_BIG: u16 = 1009;
 
 /// Outcome of [`FrameInspector::inspect`] on newly read bytes.
@@ -21,6 +31,9 @@ pub enum Inspection {
     /// The frame header starting at `header_at` makes the message larger than the cap; bytes
     /// before it may be passed on, the rest must not.
     TooLarge { header_at: usize, message_len: u64 },
+    /// The text frame starting at `header_at` contains a socket.io packet that must not reach
+    /// the parser, for the stated reason. Bytes before it may be passed on, the rest must not.
+    InvalidPacket { header_at: usize, reason: &'static str },
 }
 
 /// Tracks frame boundaries and the running size of the current message in the client's stream.
@@ -75,17 +88,27 @@ impl FrameInspector {
             self.header_len += 1;
             index += 1;
 
-            let Some(needed) = header_len(&self.header[..self.header_len]) else {
+            let Some(frame_header_len) = header_len(&self.header[..self.header_len]) else {
                 continue;
             };
-            if self.header_len < needed {
+            if self.header_len < frame_header_len {
+                continue;
+            }
+            let opcode = self.header[0] & 0x0f;
+            let payload_len = payload_len(&self.header[..frame_header_len]);
+            // The start of a text message's payload is held back with the header, so the packet
+            // can be checked before any of it is passed on.
+            let prefix_len = match opcode {
+                OPCODE_TEXT => payload_len.min(PACKET_PREFIX_LEN as u64) as usize,
+                _ => 0,
+            };
+            if self.header_len < frame_header_len + prefix_len {
                 continue;
             }
             let header = &self.header[..self.header_len];
-            let opcode = header[0] & 0x0f;
-            let payload_len = payload_len(header);
+            let packet_check = (prefix_len > 0).then(|| check_packet_prefix(&unmask(header, frame_header_len)));
             self.header_len = 0;
-            self.payload_remaining = payload_len;
+            self.payload_remaining = payload_len - prefix_len as u64;
 
             match opcode {
                 OPCODE_TEXT | OPCODE_BINARY => self.message_len = payload_len,
@@ -96,6 +119,9 @@ impl FrameInspector {
             }
             if self.message_len > self.max_message_len {
                 return Inspection::TooLarge { header_at, message_len: self.message_len };
+            }
+            if let Some(Err(reason)) = packet_check {
+                return Inspection::InvalidPacket { header_at, reason };
             }
         }
 
@@ -119,6 +145,60 @@ fn header_len(bytes: &[u8]) -> Option<usize> {
         _ => 0,
     };
     Some(2 + extended + if masked { 4 } else { 0 })
+}
+
+/// Returns the payload bytes that follow the frame header in `bytes`, unmasked.
+fn unmask(bytes: &[u8], frame_header_len: usize) -> Vec<u8> {
+    let masked = bytes[1] & 0x80 != 0;
+    let payload = &bytes[frame_header_len..];
+    if !masked {
+        return payload.to_vec();
+    }
+    let key = &bytes[frame_header_len - 4..frame_header_len];
+    payload.iter().enumerate().map(|(i, byte)| byte ^ key[i % 4]).collect()
+}
+
+/// Checks the start of an Engine.IO message that carries a socket.io packet.
+///
+/// socketioxide 0.18.9's parser reads an ack id that does not fit in an i64 as no ack id at all:
+/// the event runs, its ack is never sent and nothing is counted. Such an id is rejected here.
+/// `prefix` is the start of the message, up to [`PACKET_PREFIX_LEN`] bytes.
+pub fn check_packet_prefix(prefix: &[u8]) -> Result<(), &'static str> {
+    // `4` is an Engine.IO message; events (2, 5) and acks (3, 6) are the socket.io packets with ids.
+    let [b'4', packet_type, rest @ ..] = prefix else {
+        return Ok(());
+    };
+    let mut rest = rest;
+    match packet_type {
+        b'2' | b'3' => {}
+        b'5' | b'6' => {
+            let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+            match rest.get(digits) {
+                Some(b'-') => rest = &rest[digits + 1..],
+                _ => return Ok(()),
+            }
+        }
+        _ => return Ok(()),
+    }
+    if rest.first() == Some(&b'/') {
+        match rest.iter().position(|b| *b == b',') {
+            Some(comma) => rest = &rest[comma + 1..],
+            None => return Ok(()),
+        }
+    }
+
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return Ok(());
+    }
+    let fits = std::str::from_utf8(&rest[..digits]).is_ok_and(|id| id.parse::<i64>().is_ok());
+    // A run of digits cut off by the prefix's end is at least this long, so only a run longer than
+    // any i64 is known to be invalid there.
+    let cut_off = digits == rest.len();
+    if (!cut_off && !fits) || (cut_off && digits > 19) {
+        return Err("ack id does not fit in 64 bits");
+    }
+    Ok(())
 }
 
 fn payload_len(header: &[u8]) -> u64 {
@@ -229,6 +309,61 @@ mod tests {
         assert!(!inspector.at_frame_boundary());
         assert_eq!(inspector.inspect(tail), Inspection::Pass { partial_header_at: tail.len() });
         assert!(inspector.at_frame_boundary());
+    }
+
+    fn text_frame(payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![0x80 | OPCODE_TEXT, 0x80 | payload.len() as u8, 1, 2, 3, 4];
+        out.extend(payload.iter().enumerate().map(|(i, byte)| byte ^ [1, 2, 3, 4][i % 4]));
+        out
+    }
+
+    #[test]
+    fn rejects_oversized_ack_id_at_header() {
+        let mut inspector = FrameInspector::new(1000);
+        let mut bytes = text_frame(br#"421["join",{"room":"a"}]"#);
+        let second_at = bytes.len();
+        bytes.extend(text_frame(br#"4218446744073709551615["join",{"room":"x"}]"#));
+        assert_eq!(
+            inspector.inspect(&bytes),
+            Inspection::InvalidPacket { header_at: second_at, reason: "ack id does not fit in 64 bits" }
+        );
+    }
+
+    #[test]
+    fn packet_prefix_checks_ack_ids() {
+        let valid: &[&[u8]] = &[
+            br#"42["e"]"#,
+            br#"429223372036854775807["e"]"#,
+            br#"451-/chat,7["e",{"_placeholder":true,"num":0}]"#,
+            br#"43/chat,12[1]"#,
+            b"2",
+            b"40",
+        ];
+        for packet in valid {
+            assert_eq!(check_packet_prefix(packet), Ok(()), "{}", String::from_utf8_lossy(packet));
+        }
+        let invalid: &[&[u8]] = &[
+            br#"429223372036854775808["e"]"#,
+            br#"4218446744073709551615["join",{"room":"x"}]"#,
+            br#"451-/chat,99999999999999999999["e"]"#,
+            br#"4399999999999999999999{}"#,
+            b"42999999999999999999999",
+        ];
+        for packet in invalid {
+            assert!(check_packet_prefix(packet).is_err(), "{}", String::from_utf8_lossy(packet));
+        }
+    }
+
+    #[test]
+    fn text_payload_split_inside_the_prefix_is_held_back() {
+        let mut inspector = FrameInspector::new(1000);
+        let bytes = text_frame(br#"4299999999999999999999["e"]"#);
+        let (head, tail) = bytes.split_at(10);
+        assert_eq!(inspector.inspect(head), Inspection::Pass { partial_header_at: 0 });
+        inspector.forget_partial_header();
+        let mut whole = head.to_vec();
+        whole.extend_from_slice(tail);
+        assert!(matches!(inspector.inspect(&whole), Inspection::InvalidPacket { header_at: 0, .. }));
     }
 
     #[test]

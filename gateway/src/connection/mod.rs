@@ -25,7 +25,10 @@ use futures::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
-pub use frames::{CLOSE_GOING_AWAY, CLOSE_MESSAGE_TOO_BIG, FrameInspector, Inspection, client_close_frame};
+pub use frames::{
+    CLOSE_GOING_AWAY, CLOSE_MESSAGE_TOO_BIG, CLOSE_PROTOCOL_ERROR, FrameInspector, Inspection, check_packet_prefix,
+    client_close_frame,
+};
 
 use crate::metrics::{Metrics, RejectReason};
 
@@ -413,6 +416,16 @@ impl AsyncRead for TrackedStream {
                     this.connections.metrics.count_rejected(RejectReason::PayloadTooLarge);
                     buf.set_filled(start + header_at);
                     this.end_with_close(CLOSE_MESSAGE_TOO_BIG, "payload too large");
+                    if header_at > 0 {
+                        return Poll::Ready(Ok(()));
+                    }
+                    return this.poll_synthetic(buf);
+                }
+                Inspection::InvalidPacket { header_at, reason } => {
+                    tracing::debug!(reason, "closing websocket that sent an invalid socket.io packet");
+                    this.connections.metrics.count_rejected(RejectReason::InvalidPacket);
+                    buf.set_filled(start + header_at);
+                    this.end_with_close(CLOSE_PROTOCOL_ERROR, reason);
                     if header_at > 0 {
                         return Poll::Ready(Ok(()));
                     }
