@@ -163,6 +163,8 @@ fn unmask(bytes: &[u8], frame_header_len: usize) -> Vec<u8> {
 /// socketioxide 0.18.9's parser reads an ack id that does not fit in an i64 as no ack id at all:
 /// the event runs, its ack is never sent and nothing is counted. Such an id is rejected here.
 /// `prefix` is the start of the message, up to [`PACKET_PREFIX_LEN`] bytes.
+///
+/// NOTE: only websocket messages pass through here; long-polling bodies are not checked.
 pub fn check_packet_prefix(prefix: &[u8]) -> Result<(), &'static str> {
     // `4` is an Engine.IO message; events (2, 5) and acks (3, 6) are the socket.io packets with ids.
     let [b'4', packet_type, rest @ ..] = prefix else {
