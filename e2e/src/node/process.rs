@@ -20,19 +20,31 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 /// Takes SOURCE TARGET ro|rw triples up to `--`, bind-mounts each inside the private mount namespace,
 /// then replaces itself with the container binary and its arguments.
 ///
+/// Every source is opened before the first mount and mounted through its `/proc/self/fd` link, so a
+/// mount over a folder that holds later sources (an emptyDir at `/tmp` while the node's pod folders live
+/// under `/tmp`) cannot hide them. `--no-canonicalize` keeps mount(8) from turning that link back into
+/// the path that is hidden by then.
+///
 /// NOTE: a mount point that does not exist is created (an empty folder, or an empty file for a subPath
 /// file), and it stays on the host's filesystem, because only mounts are private here, not files.
 const MOUNT_AND_EXEC: &str = r#"
 set -e
-while [ "$1" != "--" ]; do
+sources=()
+for ((i = 1; i <= $#; i += 3)); do
+  [ "${!i}" = "--" ] && break
+  exec {fd}<"${!i}"
+  sources+=("$fd")
+done
+for fd in "${sources[@]}"; do
   if [ -d "$1" ]; then
     mkdir -p "$2"
   else
     mkdir -p "$(dirname "$2")"
     [ -e "$2" ] || : >"$2"
   fi
-  mount --bind "$1" "$2"
-  if [ "$3" = ro ]; then mount -o remount,bind,ro "$2"; fi
+  mount --no-canonicalize --bind "/proc/self/fd/$fd" "$2"
+  if [ "$3" = ro ]; then mount --no-canonicalize -o remount,bind,ro "$2"; fi
+  exec {fd}<&-
   shift 3
 done
 shift
@@ -64,7 +76,7 @@ pub fn spawn(launch: &Launch<'_>) -> Result<Child> {
     let mut command = Command::new("ip");
     command
         .args(["netns", "exec", launch.netns, "unshare", "--mount", "--propagation", "private", "--"])
-        .args(["sh", "-c", MOUNT_AND_EXEC, "sh"]);
+        .args(["bash", "-c", MOUNT_AND_EXEC, "bash"]);
     for mount in launch.mounts {
         command.arg(&mount.source).arg(&mount.target).arg(if mount.read_only { "ro" } else { "rw" });
     }
