@@ -29,6 +29,11 @@ use super::{
     metrics::{DropReason, RequestKind},
 };
 
+/// How long after a lost subscription publishes are compared with the channel's recent maximum.
+const RECOVERY_WINDOW: Duration = Duration::from_secs(30);
+/// Channels whose recent receiver count is kept; older entries are dropped beyond this.
+const RECENT_RECEIVERS_MAX: usize = 100_000;
+
 /// Pause before a publish that reached no subscriber of a subscribed channel is sent again.
 const UNDELIVERED_RETRY: Duration = Duration::from_millis(100);
 
@@ -69,6 +74,8 @@ pub struct RedisAdapter<E> {
     /// Other pods and when they were last heard from.
     peers: Mutex<Vec<(Uid, Instant)>>,
     recent_ids: Mutex<RecentIds>,
+    /// Most subscribers a recent publish reached, per room and namespace channel.
+    recent_receivers: Mutex<HashMap<String, (usize, Instant)>>,
     /// Sockets joined through this adapter, with the time of the join. The sweep removes the room
     /// entries of disconnected ones and drops them from this map.
     joined: Mutex<HashMap<Sid, Instant>>,
@@ -142,6 +149,7 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
             pending: PendingRequests::default(),
             peers: Mutex::new(Vec::new()),
             recent_ids: Mutex::new(RecentIds::default()),
+            recent_receivers: Mutex::new(HashMap::new()),
             joined: Mutex::new(HashMap::new()),
             room_channels: Mutex::new(HashMap::new()),
         }
@@ -425,9 +433,11 @@ impl<E: SocketEmitter> RedisAdapter<E> {
     /// Still undelivered at the timeout, it is counted and the caller gets
     /// [`Error::NotDelivered`].
     ///
-    /// NOTE: a reply above 0 is taken as delivered, so a message that reached this pod's restored
-    /// subscription before other pods restored theirs is lost for them without being counted.
-    /// A pod with no local member in the room cannot check the reply at all.
+    /// A reply above 0 is not sent again, because the pods that got it would get it twice. Within
+    /// [`RECOVERY_WINDOW`] of a lost subscription a reply below the channel's recent maximum is
+    /// counted as a short publish instead.
+    /// NOTE: those pods still miss the message, and a reply is compared only with replies this
+    /// pod saw, so a first publish after the failover is never counted short.
     async fn publish(&self, kind: ChannelKind, channel: &str, payload: &[u8]) -> Result<usize, Error> {
         if !matches!(kind, ChannelKind::Room | ChannelKind::Namespace) {
             return self.publish_once(kind, channel, payload).await;
@@ -444,6 +454,7 @@ impl<E: SocketEmitter> RedisAdapter<E> {
             let receivers = self.publish_once(kind, channel, payload).await?;
             expects_own |= subscriptions.is_confirmed(channel);
             if receivers > 0 || !expects_own {
+                self.check_receivers(channel, receivers);
                 return Ok(receivers);
             }
             if Instant::now() >= deadline {
@@ -457,6 +468,28 @@ impl<E: SocketEmitter> RedisAdapter<E> {
             while subscriptions.is_lost(channel) && Instant::now() < deadline {
                 tokio::time::sleep(UNDELIVERED_RETRY).await;
             }
+        }
+    }
+
+    /// Counts a publish that reached fewer subscribers than the channel's recent maximum while
+    /// this pod restores lost subscriptions: other pods are likely still subscribing again and
+    /// missed it. Outside that window fewer receivers mean pods left the room, so the count only
+    /// follows the reply.
+    fn check_receivers(&self, channel: &str, receivers: usize) {
+        let recovering = self.shared.metrics.lost_within(RECOVERY_WINDOW);
+        let mut recent = self.recent_receivers.lock().unwrap_or_else(|e| e.into_inner());
+        if recent.len() >= RECENT_RECEIVERS_MAX {
+            recent.retain(|_, (_, at)| at.elapsed() < RECOVERY_WINDOW);
+        }
+        let now = Instant::now();
+        let entry = recent.entry(channel.to_owned()).or_insert((receivers, now));
+        let previous = if entry.1.elapsed() < RECOVERY_WINDOW { entry.0 } else { receivers };
+        if recovering && receivers < previous {
+            self.shared.metrics.record_short_publish();
+            tracing::warn!(channel, receivers, previous, "publish reached fewer subscribers than before the lost subscriptions; some pods likely missed it");
+            entry.1 = now;
+        } else {
+            *entry = (receivers, now);
         }
     }
 

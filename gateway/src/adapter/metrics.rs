@@ -103,6 +103,8 @@ pub struct Metrics {
     publish_errors: AtomicU64,
     publish_retries: AtomicU64,
     undelivered_publishes: AtomicU64,
+    short_publishes: AtomicU64,
+    last_loss: Mutex<Option<Instant>>,
     sweep_subscribed: AtomicU64,
     sweep_unsubscribed: AtomicU64,
     channels: AtomicI64,
@@ -168,6 +170,19 @@ impl Metrics {
     pub fn record_lost(&self, reason: LossReason, count: usize) {
         let index = LossReason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
         self.lost[index].fetch_add(count as u64, Ordering::Relaxed);
+        *self.last_loss.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
+
+    /// Returns whether this pod found a subscription lost within `window`, a sign that the
+    /// cluster's topology changed and other pods may still be subscribing again.
+    pub fn lost_within(&self, window: Duration) -> bool {
+        self.last_loss.lock().unwrap_or_else(|e| e.into_inner()).is_some_and(|at| at.elapsed() < window)
+    }
+
+    /// Counts a publish that reached fewer subscribers than the previous one on its channel while
+    /// subscriptions were being restored.
+    pub fn record_short_publish(&self) {
+        self.short_publishes.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a request that ended at its timeout with responses missing.
@@ -358,6 +373,12 @@ impl Metrics {
             "Publishes that still reached no subscriber of a channel this pod subscribes to after their retries; the caller got an error.",
             "counter",
             vec![(String::new(), load(&self.undelivered_publishes))],
+        );
+        counter(
+            "socketfleet_adapter_short_publishes_total",
+            "Publishes within 30 s of a lost subscription that Redis delivered to fewer subscribers than the most seen on the channel in that time, so some pods likely missed them.",
+            "counter",
+            vec![(String::new(), load(&self.short_publishes))],
         );
         counter(
             "socketfleet_adapter_sweep_repairs_total",
