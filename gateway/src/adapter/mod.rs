@@ -29,7 +29,9 @@
 //! A publish to a room or namespace channel this pod subscribes to that reaches no subscriber (the
 //! shard lost its subscriptions) waits for this pod's subscription, is sent again until the
 //! request timeout, and is then counted and returned to the caller as an error. A message that
-//! reached some pods while others were still subscribing again is lost for those without a count.
+//! reached some pods while others were still subscribing again is lost for those; within 30 s of
+//! a lost subscription such a publish is counted as short when it reached fewer subscribers than
+//! the channel's recent maximum.
 
 mod ack;
 pub mod channel;
