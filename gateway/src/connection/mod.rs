@@ -39,6 +39,9 @@ const RETRY_AFTER_SECONDS: u64 = 5;
 /// and discarding what the client still sends; see [`linger`].
 const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Bytes read from a client per read call; on the stack, so an idle connection costs nothing.
+const SCRATCH_LEN: usize = 4096;
+
 const CLOSE_NONE: u8 = 0;
 const CLOSE_GOING_AWAY_REQUESTED: u8 = 1;
 
@@ -247,6 +250,9 @@ pub struct TrackedStream {
     inspector: Option<Box<FrameInspector>>,
     carry: [u8; frames::MAX_HEADER_LEN],
     carry_len: usize,
+    /// Inspected bytes that did not fit in the caller's read buffer; empty (no allocation) while
+    /// reads keep up.
+    passed: Vec<u8>,
     synthetic: Option<Box<(Vec<u8>, usize)>>,
     finished: bool,
     /// Set once the client's stream was replaced by a close frame, because the client may still
@@ -265,6 +271,7 @@ impl TrackedStream {
             inspector: None,
             carry: [0; frames::MAX_HEADER_LEN],
             carry_len: 0,
+            passed: Vec::new(),
             synthetic: None,
             finished: false,
             linger_on_drop: false,
@@ -280,6 +287,17 @@ impl TrackedStream {
         self.synthetic = Some(Box::new((client_close_frame(code, reason), 0)));
         self.carry_len = 0;
         self.linger_on_drop = true;
+    }
+
+    /// Moves inspected bytes into `buf` as far as they fit, and frees the store once it is empty.
+    fn poll_passed(&mut self, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let count = buf.remaining().min(self.passed.len());
+        buf.put_slice(&self.passed[..count]);
+        self.passed.drain(..count);
+        if self.passed.is_empty() {
+            self.passed = Vec::new();
+        }
+        Poll::Ready(Ok(()))
     }
 
     fn poll_synthetic(&mut self, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
@@ -347,6 +365,9 @@ async fn linger(mut stream: TcpStream) {
 impl AsyncRead for TrackedStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if !this.passed.is_empty() {
+            return this.poll_passed(buf);
+        }
         if this.synthetic.is_some() || this.finished {
             return this.poll_synthetic(buf);
         }
@@ -372,31 +393,37 @@ impl AsyncRead for TrackedStream {
             return this.stream().poll_read(cx, buf);
         };
 
-        // A partial frame header held back by the previous read goes first, so the inspector
-        // sees the whole header before any of it reaches the websocket layer.
-        debug_assert!(buf.remaining() > frames::MAX_HEADER_LEN, "read buffer too small to inspect frames");
-        let start = buf.filled().len();
+        // Bytes a smaller buffer could not take last time go first, in order.
+        if !this.passed.is_empty() {
+            return this.poll_passed(buf);
+        }
+
+        // Reads go through a scratch buffer of our own, so the caller's buffer may be of any size
+        // (hyper offers a few bytes at a time). A partial frame header held back by the previous
+        // read goes first, so the inspector sees the whole header before any of it is passed on.
+        let mut scratch = [0u8; SCRATCH_LEN];
         loop {
-            buf.put_slice(&this.carry[..this.carry_len]);
-            let before = buf.filled().len();
+            let carried = this.carry_len;
+            scratch[..carried].copy_from_slice(&this.carry[..carried]);
+            // Read no more than the caller can take, so bytes rarely wait in `passed`, but enough
+            // to complete a held-back header when the caller's buffer is tiny.
+            let want = buf.remaining().saturating_sub(carried).max(frames::MAX_HEADER_LEN).min(SCRATCH_LEN - carried);
+            let mut read_buf = ReadBuf::new(&mut scratch[carried..carried + want]);
             let stream = this.stream.as_mut().expect("the stream is only taken on drop");
-            match Pin::new(stream).poll_read(cx, buf) {
+            match Pin::new(stream).poll_read(cx, &mut read_buf) {
                 Poll::Ready(Ok(())) => {}
-                other => {
-                    // The held-back bytes stay in `carry` until a read succeeds.
-                    buf.set_filled(start);
-                    return other;
-                }
+                // The held-back bytes stay in `carry` until a read succeeds.
+                other => return other,
             }
-            if buf.filled().len() == before {
+            let read = read_buf.filled().len();
+            if read == 0 {
                 // End of stream; a partial header left at the end is dropped.
-                buf.set_filled(start);
                 this.carry_len = 0;
                 return Poll::Ready(Ok(()));
             }
             this.carry_len = 0;
 
-            let new_bytes = &buf.filled()[start..];
+            let new_bytes = &scratch[..carried + read];
             match inspector.inspect(new_bytes) {
                 Inspection::Pass { partial_header_at } => {
                     let held = new_bytes.len() - partial_header_at;
@@ -404,9 +431,12 @@ impl AsyncRead for TrackedStream {
                         this.carry[..held].copy_from_slice(&new_bytes[partial_header_at..]);
                         this.carry_len = held;
                         inspector.forget_partial_header();
-                        buf.set_filled(start + partial_header_at);
                     }
-                    if buf.filled().len() > start {
+                    if partial_header_at > 0 {
+                        let inspected = &new_bytes[..partial_header_at];
+                        let direct = buf.remaining().min(inspected.len());
+                        buf.put_slice(&inspected[..direct]);
+                        this.passed.extend_from_slice(&inspected[direct..]);
                         return Poll::Ready(Ok(()));
                     }
                     // Only part of a header has arrived; read again for the rest.
@@ -414,22 +444,16 @@ impl AsyncRead for TrackedStream {
                 Inspection::TooLarge { header_at, message_len } => {
                     tracing::debug!(message_len, max = this.connections.max_message_len, "websocket message over the payload cap");
                     this.connections.metrics.count_rejected(RejectReason::PayloadTooLarge);
-                    buf.set_filled(start + header_at);
+                    this.passed.extend_from_slice(&new_bytes[..header_at]);
                     this.end_with_close(CLOSE_MESSAGE_TOO_BIG, "payload too large");
-                    if header_at > 0 {
-                        return Poll::Ready(Ok(()));
-                    }
-                    return this.poll_synthetic(buf);
+                    return this.poll_passed(buf);
                 }
                 Inspection::InvalidPacket { header_at, reason } => {
                     tracing::debug!(reason, "closing websocket that sent an invalid socket.io packet");
                     this.connections.metrics.count_rejected(RejectReason::InvalidPacket);
-                    buf.set_filled(start + header_at);
+                    this.passed.extend_from_slice(&new_bytes[..header_at]);
                     this.end_with_close(CLOSE_PROTOCOL_ERROR, reason);
-                    if header_at > 0 {
-                        return Poll::Ready(Ok(()));
-                    }
-                    return this.poll_synthetic(buf);
+                    return this.poll_passed(buf);
                 }
             }
         }
