@@ -446,6 +446,9 @@ impl AsyncRead for TrackedStream {
                     this.connections.metrics.count_rejected(RejectReason::PayloadTooLarge);
                     this.passed.extend_from_slice(&new_bytes[..header_at]);
                     this.end_with_close(CLOSE_MESSAGE_TOO_BIG, "payload too large");
+                    if this.passed.is_empty() {
+                        return this.poll_synthetic(buf);
+                    }
                     return this.poll_passed(buf);
                 }
                 Inspection::InvalidPacket { header_at, reason } => {
@@ -453,6 +456,9 @@ impl AsyncRead for TrackedStream {
                     this.connections.metrics.count_rejected(RejectReason::InvalidPacket);
                     this.passed.extend_from_slice(&new_bytes[..header_at]);
                     this.end_with_close(CLOSE_PROTOCOL_ERROR, reason);
+                    if this.passed.is_empty() {
+                        return this.poll_synthetic(buf);
+                    }
                     return this.poll_passed(buf);
                 }
             }
