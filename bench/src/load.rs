@@ -177,7 +177,14 @@ async fn hold(args: HoldArgs) -> anyhow::Result<()> {
                 .room_prefix
                 .as_ref()
                 .map(|prefix| format!("{prefix}{}", (index + args.room_offset) % args.rooms.max(1)));
-            group.push(hold_socket(args.source, target, room, args.latency, counters.clone(), gate.clone()));
+            group.push(hold_socket(
+                args.source,
+                target,
+                room,
+                args.latency,
+                counters.clone(),
+                gate.clone(),
+            ));
         }
         tokio::task::spawn_local(async move { while group.next().await.is_some() {} });
     }
@@ -195,7 +202,11 @@ async fn hold(args: HoldArgs) -> anyhow::Result<()> {
             "latency" => print_line(&hold_report("latency", &counters, true)),
             "reset" => {
                 counters.events.set(0);
-                counters.latency_micros.borrow_mut().iter_mut().for_each(|count| *count = 0);
+                counters
+                    .latency_micros
+                    .borrow_mut()
+                    .iter_mut()
+                    .for_each(|count| *count = 0);
                 print_line(&hold_report("reset", &counters, false));
             }
             "stop" => break,
@@ -237,7 +248,9 @@ async fn set_up_socket(source: IpAddr, target: SocketAddr, room: Option<&str>) -
     let mut conn = WsConn::connect(source, target).await?;
     conn.connect_namespace().await?;
     if let Some(room) = room {
-        let ack = conn.emit_with_ack("join", &format!("{{\"room\":\"{room}\"}}"), 1).await?;
+        let ack = conn
+            .emit_with_ack("join", &format!("{{\"room\":\"{room}\"}}"), 1)
+            .await?;
         if !ack.contains("\"ok\":true") {
             bail!("join {room} was not acked with ok: {ack}");
         }
@@ -303,7 +316,9 @@ pub fn run_publish(args: PublishArgs) -> anyhow::Result<()> {
 async fn publish(args: PublishArgs) -> anyhow::Result<PublishReport> {
     let mut conns = Vec::with_capacity(args.sockets);
     for _ in 0..args.sockets {
-        let mut conn = WsConn::connect(args.source, args.target).await.context("publisher connect")?;
+        let mut conn = WsConn::connect(args.source, args.target)
+            .await
+            .context("publisher connect")?;
         conn.connect_namespace().await.context("publisher namespace connect")?;
         conns.push(conn);
     }
@@ -327,7 +342,10 @@ async fn publish(args: PublishArgs) -> anyhow::Result<PublishReport> {
         tasks.push(publish_on_socket(conn, plan));
     }
 
-    let mut report = PublishReport { event: "published", ..Default::default() };
+    let mut report = PublishReport {
+        event: "published",
+        ..Default::default()
+    };
     while let Some(result) = tasks.next().await {
         match result {
             Ok(counts) => {

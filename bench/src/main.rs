@@ -126,9 +126,14 @@ fn main() -> anyhow::Result<()> {
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
     let open_files = limits::raise_open_files_limit()?;
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("target"));
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target"));
     let programs = Programs {
-        gateway: args.gateway.clone().unwrap_or_else(|| target_dir.join("release/socketfleet-gateway")),
+        gateway: args
+            .gateway
+            .clone()
+            .unwrap_or_else(|| target_dir.join("release/socketfleet-gateway")),
         node_server: PathBuf::from("bench/node/server.js"),
         bench: std::env::current_exe().context("finding the harness binary")?,
         redis_cluster_script: PathBuf::from("e2e/scripts/redis-cluster.sh"),
@@ -162,21 +167,27 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                 eprintln!("bench: run {run_index}: idle memory, {}", kind.label());
                 match scenarios::idle_memory(&programs, &mut sources, kind, &settings) {
                     Ok(sample) => results.idle.entry(kind.label()).or_default().push(sample),
-                    Err(error) => results.failures.push(format!("idle memory, {}: {error:#}", kind.label())),
+                    Err(error) => results
+                        .failures
+                        .push(format!("idle memory, {}: {error:#}", kind.label())),
                 }
             }
             if wanted(Scenario::Throughput) {
                 eprintln!("bench: run {run_index}: broadcast throughput, {}", kind.label());
                 match scenarios::broadcast_throughput(&programs, &mut sources, kind, &settings) {
                     Ok(sample) => results.throughput.entry(kind.label()).or_default().push(sample),
-                    Err(error) => results.failures.push(format!("broadcast throughput, {}: {error:#}", kind.label())),
+                    Err(error) => results
+                        .failures
+                        .push(format!("broadcast throughput, {}: {error:#}", kind.label())),
                 }
             }
             if wanted(Scenario::Latency) {
                 eprintln!("bench: run {run_index}: cross-pod latency, {}", kind.label());
                 match scenarios::cross_pod_latency(&programs, &mut sources, kind, &settings) {
                     Ok(sample) => results.latency.entry(kind.label()).or_default().push(sample),
-                    Err(error) => results.failures.push(format!("cross-pod latency, {}: {error:#}", kind.label())),
+                    Err(error) => results
+                        .failures
+                        .push(format!("cross-pod latency, {}: {error:#}", kind.label())),
                 }
             }
         }
@@ -188,20 +199,27 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             eprintln!("bench: pub/sub sharding, {}", kind.label());
             match scenarios::pubsub_sharding(&programs, &mut sources, kind, &settings) {
                 Ok(sample) => results.sharding.entry(kind.label()).or_default().push(sample),
-                Err(error) => results.failures.push(format!("pub/sub sharding, {}: {error:#}", kind.label())),
+                Err(error) => results
+                    .failures
+                    .push(format!("pub/sub sharding, {}: {error:#}", kind.label())),
             }
         }
     }
     // The fleet figure takes the longest and has no Node counterpart, so it runs once.
     if wanted(Scenario::Fleet) {
-        eprintln!("bench: {} idle sockets on {} gateway processes", settings.fleet_connections, settings.fleet_processes);
+        eprintln!(
+            "bench: {} idle sockets on {} gateway processes",
+            settings.fleet_connections, settings.fleet_processes
+        );
         match scenarios::idle_fleet(&programs, &mut sources, &settings) {
             Ok(sample) => results.fleet.push(sample),
             Err(error) => results.failures.push(format!("idle fleet: {error:#}")),
         }
     }
 
-    let appendix = std::fs::read_to_string(&args.appendix).map(|text| format!("\n{text}")).unwrap_or_default();
+    let appendix = std::fs::read_to_string(&args.appendix)
+        .map(|text| format!("\n{text}"))
+        .unwrap_or_default();
     let markdown = report::markdown(&results, &settings, &environment, args.runs, &appendix);
     std::fs::write(&args.report, markdown).with_context(|| format!("writing {}", args.report.display()))?;
     println!("{}", report::table(&report::summary_rows(&results, &settings)));

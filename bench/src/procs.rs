@@ -86,7 +86,14 @@ impl Server {
                     .arg(&programs.node_server)
                     .env("PORT", port.to_string())
                     .env("STATS_PORT", stats_port.to_string())
-                    .env("SUBSCRIPTION_MODE", if kind == ServerKind::NodeStatic { "static" } else { "dynamic" });
+                    .env(
+                        "SUBSCRIPTION_MODE",
+                        if kind == ServerKind::NodeStatic {
+                            "static"
+                        } else {
+                            "dynamic"
+                        },
+                    );
                 if let Some(url) = redis_url {
                     command.env("REDIS_URL", url);
                 }
@@ -99,7 +106,12 @@ impl Server {
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting {} on port {port}", kind.label()))?;
-        let mut server = Server { kind, port, stats_port, child };
+        let mut server = Server {
+            kind,
+            port,
+            stats_port,
+            child,
+        };
         server.wait_listening(Duration::from_secs(30))?;
         Ok(server)
     }
@@ -113,7 +125,12 @@ impl Server {
         let addresses = [self.port, self.stats_port].map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
         loop {
             if let Some(status) = self.child.try_wait()? {
-                bail!("{} on port {} exited at start with {status}; log in {}", self.kind.label(), self.port, log_dir().display());
+                bail!(
+                    "{} on port {} exited at start with {status}; log in {}",
+                    self.kind.label(),
+                    self.port,
+                    log_dir().display()
+                );
             }
             let all_listening = addresses
                 .iter()
@@ -122,7 +139,11 @@ impl Server {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("timed out after {timeout:?} waiting for {} to listen on {}", self.kind.label(), self.port);
+                bail!(
+                    "timed out after {timeout:?} waiting for {} to listen on {}",
+                    self.kind.label(),
+                    self.port
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -149,8 +170,12 @@ impl Server {
         match self.kind {
             ServerKind::Gateway => {
                 let metrics = http_get(self.stats_port, "/metrics")?;
-                sum_metric(&metrics, crate::ADAPTER_RECEIVED_METRIC)
-                    .with_context(|| format!("metric {} missing from the gateway's /metrics", crate::ADAPTER_RECEIVED_METRIC))
+                sum_metric(&metrics, crate::ADAPTER_RECEIVED_METRIC).with_context(|| {
+                    format!(
+                        "metric {} missing from the gateway's /metrics",
+                        crate::ADAPTER_RECEIVED_METRIC
+                    )
+                })
             }
             ServerKind::Node | ServerKind::NodeStatic => {
                 #[derive(Deserialize)]
@@ -215,9 +240,14 @@ fn http_get(port: u16, path: &str) -> anyhow::Result<String> {
     write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
-    let (head, body) = response.split_once("\r\n\r\n").context("HTTP response without a header end")?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .context("HTTP response without a header end")?;
     if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
-        bail!("GET {path} on port {port} returned {}", head.lines().next().unwrap_or(""));
+        bail!(
+            "GET {path} on port {port} returned {}",
+            head.lines().next().unwrap_or("")
+        );
     }
     Ok(body.to_owned())
 }
@@ -284,7 +314,9 @@ impl HoldProcess {
             }
         });
         let mut process = HoldProcess { child, stdin, lines };
-        let ready = process.next_report(timeout).context("waiting for the hold process to connect its sockets")?;
+        let ready = process
+            .next_report(timeout)
+            .context("waiting for the hold process to connect its sockets")?;
         Ok((process, ready))
     }
 
@@ -359,19 +391,31 @@ pub fn run_publisher(
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            bail!("publish process did not finish within {:?}", duration + Duration::from_secs(60));
+            bail!(
+                "publish process did not finish within {:?}",
+                duration + Duration::from_secs(60)
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     let mut output = String::new();
-    child.stdout.take().expect("stdout is piped").read_to_string(&mut output)?;
+    child
+        .stdout
+        .take()
+        .expect("stdout is piped")
+        .read_to_string(&mut output)?;
     let line = output.lines().last().context("publish process printed nothing")?;
-    let report: PublishReport = serde_json::from_str(line).with_context(|| format!("parsing publish report {line:?}"))?;
+    let report: PublishReport =
+        serde_json::from_str(line).with_context(|| format!("parsing publish report {line:?}"))?;
     if report.failed_sockets > 0 {
         bail!("publisher sockets failed: {}", report.first_error.unwrap_or_default());
     }
     if report.rejected > 0 && !allow_rejected {
-        bail!("{} of {} publishes were acked with an error", report.rejected, report.published);
+        bail!(
+            "{} of {} publishes were acked with an error",
+            report.rejected,
+            report.published
+        );
     }
     Ok(report)
 }
@@ -401,7 +445,11 @@ impl RedisCluster {
         if !status.success() {
             bail!("Redis Cluster script failed with {status}");
         }
-        Ok(RedisCluster { script: programs.redis_cluster_script.clone(), port, dir })
+        Ok(RedisCluster {
+            script: programs.redis_cluster_script.clone(),
+            port,
+            dir,
+        })
     }
 
     pub fn url(&self) -> String {

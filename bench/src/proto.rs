@@ -10,8 +10,8 @@ use axum::Router;
 use axum::routing::get;
 use serde_json::Value;
 use socketioxide::SocketIo;
-use socketioxide::extract::{AckSender, Data, SocketRef};
 use socketioxide::TransportType;
+use socketioxide::extract::{AckSender, Data, SocketRef};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ProtoArgs {
@@ -35,7 +35,10 @@ pub struct ProtoArgs {
 
 pub fn run(args: ProtoArgs) -> anyhow::Result<()> {
     crate::limits::raise_open_files_limit()?;
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(args))
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve(args))
 }
 
 async fn serve(args: ProtoArgs) -> anyhow::Result<()> {
@@ -68,7 +71,7 @@ async fn serve(args: ProtoArgs) -> anyhow::Result<()> {
 }
 
 async fn serve_http1(listener: tokio::net::TcpListener, app: Router, max_buf: usize) -> anyhow::Result<()> {
-    use hyper_util::rt::{TokioIo, TokioExecutor};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
     use hyper_util::service::TowerToHyperService;
     let _ = TokioExecutor::new();
     loop {
@@ -77,7 +80,10 @@ async fn serve_http1(listener: tokio::net::TcpListener, app: Router, max_buf: us
         tokio::spawn(async move {
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder.max_buf_size(max_buf);
-            let _ = builder.serve_connection(TokioIo::new(stream), service).with_upgrades().await;
+            let _ = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades()
+                .await;
         });
     }
 }
@@ -122,8 +128,12 @@ async fn heap() -> String {
 }
 
 async fn on_connect(socket: SocketRef) {
-    socket.on("join", async |socket: SocketRef, Data(payload): Data<Value>, ack: AckSender| {
-        match payload.get("room").and_then(Value::as_str) {
+    socket.on(
+        "join",
+        async |socket: SocketRef, Data(payload): Data<Value>, ack: AckSender| match payload
+            .get("room")
+            .and_then(Value::as_str)
+        {
             Some(room) => {
                 socket.join(room.to_owned());
                 let _ = ack.send(&serde_json::json!({"ok": true}));
@@ -131,19 +141,22 @@ async fn on_connect(socket: SocketRef) {
             None => {
                 let _ = ack.send(&serde_json::json!({"error": "missing room"}));
             }
-        }
-    });
-    socket.on("publish", async |socket: SocketRef, Data(payload): Data<Value>, ack: AckSender| {
-        let room = payload.get("room").and_then(Value::as_str).map(str::to_owned);
-        let event = payload.get("event").and_then(Value::as_str).map(str::to_owned);
-        match (room, event) {
-            (Some(room), Some(event)) => {
-                let _ = socket.broadcast().to(room).emit(&event, &payload["data"]).await;
-                let _ = ack.send(&serde_json::json!({"ok": true}));
+        },
+    );
+    socket.on(
+        "publish",
+        async |socket: SocketRef, Data(payload): Data<Value>, ack: AckSender| {
+            let room = payload.get("room").and_then(Value::as_str).map(str::to_owned);
+            let event = payload.get("event").and_then(Value::as_str).map(str::to_owned);
+            match (room, event) {
+                (Some(room), Some(event)) => {
+                    let _ = socket.broadcast().to(room).emit(&event, &payload["data"]).await;
+                    let _ = ack.send(&serde_json::json!({"ok": true}));
+                }
+                _ => {
+                    let _ = ack.send(&serde_json::json!({"error": "missing room or event"}));
+                }
             }
-            _ => {
-                let _ = ack.send(&serde_json::json!({"error": "missing room or event"}));
-            }
-        }
-    });
+        },
+    );
 }

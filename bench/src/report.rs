@@ -61,7 +61,13 @@ impl Environment {
                 .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_owned())
                 .unwrap_or_default(),
             cores: std::thread::available_parallelism().map_or(0, usize::from),
-            memory: meminfo.lines().next().unwrap_or_default().replace("MemTotal:", "").trim().to_owned(),
+            memory: meminfo
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .replace("MemTotal:", "")
+                .trim()
+                .to_owned(),
             kernel: command_output("uname", &["-r"]),
             open_files_limit,
             gateway_commit: command_output("git", &["log", "-1", "--format=%h %s", "--", "gateway"]),
@@ -88,7 +94,11 @@ fn command_output(program: &str, args: &[&str]) -> String {
 fn uncommitted_files(path: &str) -> String {
     let status = command_output("git", &["status", "--porcelain", "--", path]);
     let files: Vec<&str> = status.lines().map(|line| line.get(3..).unwrap_or(line)).collect();
-    if files.is_empty() { "none".to_owned() } else { files.join(", ") }
+    if files.is_empty() {
+        "none".to_owned()
+    } else {
+        files.join(", ")
+    }
 }
 
 fn lock_version(package: &str) -> String {
@@ -106,7 +116,11 @@ fn busy_processes() -> String {
         .lines()
         .filter(|name| ["rustc", "cc1", "cc1plus", "go", "compile", "link"].contains(&name.trim()))
         .collect();
-    if busy.is_empty() { "none".to_owned() } else { busy.join(", ") }
+    if busy.is_empty() {
+        "none".to_owned()
+    } else {
+        busy.join(", ")
+    }
 }
 
 fn median(mut values: Vec<f64>) -> Option<f64> {
@@ -115,7 +129,11 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
     }
     values.sort_by(f64::total_cmp);
     let middle = values.len() / 2;
-    Some(if values.len() % 2 == 1 { values[middle] } else { (values[middle - 1] + values[middle]) / 2.0 })
+    Some(if values.len() % 2 == 1 {
+        values[middle]
+    } else {
+        (values[middle - 1] + values[middle]) / 2.0
+    })
 }
 
 fn median_of<T>(samples: Option<&Vec<T>>, value: impl Fn(&T) -> f64) -> Option<f64> {
@@ -184,7 +202,10 @@ pub fn summary_rows(results: &Results, settings: &Settings) -> Vec<Row> {
     let max_ours = median_of(results.idle.get(ours), |sample| sample.per_connection_at_max);
     let max_node = median_of(results.idle.get(node), |sample| sample.per_connection_at_max);
     rows.push(Row {
-        figure: format!("RSS per idle socket, {} sockets (per-process maximum)", settings.max_per_process),
+        figure: format!(
+            "RSS per idle socket, {} sockets (per-process maximum)",
+            settings.max_per_process
+        ),
         socketfleet: kib(max_ours),
         node: kib(max_node),
         ratio: ratio(max_ours, max_node, true),
@@ -197,7 +218,10 @@ pub fn summary_rows(results: &Results, settings: &Settings) -> Vec<Row> {
                 "{} idle sockets on {} gateway processes, held {} s",
                 fleet.requested, fleet.processes, fleet.hold_secs
             ),
-            socketfleet: format!("{} connected, {} rejected, {} dropped", fleet.connected, fleet.failed, fleet.dropped),
+            socketfleet: format!(
+                "{} connected, {} rejected, {} dropped",
+                fleet.connected, fleet.failed, fleet.dropped
+            ),
             node: "not run".to_owned(),
             ratio: "–".to_owned(),
             target: "none rejected or dropped".to_owned(),
@@ -207,7 +231,10 @@ pub fn summary_rows(results: &Results, settings: &Settings) -> Vec<Row> {
     let rate_ours = median_of(results.throughput.get(ours), |sample| sample.deliveries_per_sec);
     let rate_node = median_of(results.throughput.get(node), |sample| sample.deliveries_per_sec);
     rows.push(Row {
-        figure: format!("Room broadcast deliveries/s, one process, {} receivers", settings.fan_out),
+        figure: format!(
+            "Room broadcast deliveries/s, one process, {} receivers",
+            settings.fan_out
+        ),
         socketfleet: count(rate_ours),
         node: count(rate_node),
         ratio: ratio(rate_ours, rate_node, false),
@@ -224,7 +251,13 @@ pub fn summary_rows(results: &Results, settings: &Settings) -> Vec<Row> {
     });
 
     for (label, quantile) in [("p50", 0), ("p99", 1)] {
-        let pick = |sample: &LatencySample| if quantile == 0 { sample.p50_micros as f64 } else { sample.p99_micros as f64 };
+        let pick = |sample: &LatencySample| {
+            if quantile == 0 {
+                sample.p50_micros as f64
+            } else {
+                sample.p99_micros as f64
+            }
+        };
         let lat_ours = median_of(results.latency.get(ours), pick);
         let lat_node = median_of(results.latency.get(node), pick);
         rows.push(Row {
@@ -232,7 +265,11 @@ pub fn summary_rows(results: &Results, settings: &Settings) -> Vec<Row> {
             socketfleet: millis(lat_ours),
             node: millis(lat_node),
             ratio: ratio(lat_ours, lat_node, true),
-            target: if quantile == 1 { "p99 ≤ 5 ms".to_owned() } else { String::new() },
+            target: if quantile == 1 {
+                "p99 ≤ 5 ms".to_owned()
+            } else {
+                String::new()
+            },
         });
     }
     let lost_ours = median_of(results.latency.get(ours), |sample| sample.lost as f64);
@@ -254,7 +291,11 @@ pub fn summary_rows(results: &Results, settings: &Settings) -> Vec<Row> {
             settings.sharding_pods, settings.sharding_rooms
         ),
         socketfleet: percent(share_ours),
-        node: format!("{} (per-namespace channel: {})", percent(share_node), percent(share_static)),
+        node: format!(
+            "{} (per-namespace channel: {})",
+            percent(share_node),
+            percent(share_static)
+        ),
         ratio: ratio(share_ours, share_node, true),
         target: format!("≤ {:.1} %", (1.0 / settings.sharding_pods as f64 + 0.05) * 100.0),
     });
@@ -263,9 +304,15 @@ pub fn summary_rows(results: &Results, settings: &Settings) -> Vec<Row> {
 
 /// Formats the summary rows as a Markdown table; the same text is printed and written to the report.
 pub fn table(rows: &[Row]) -> String {
-    let mut out = String::from("| Figure | socketfleet | Node socket.io | socketfleet vs Node | Target |\n|---|---|---|---|---|\n");
+    let mut out = String::from(
+        "| Figure | socketfleet | Node socket.io | socketfleet vs Node | Target |\n|---|---|---|---|---|\n",
+    );
     for row in rows {
-        let _ = writeln!(out, "| {} | {} | {} | {} | {} |", row.figure, row.socketfleet, row.node, row.ratio, row.target);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            row.figure, row.socketfleet, row.node, row.ratio, row.target
+        );
     }
     out
 }
@@ -294,17 +341,41 @@ pub fn markdown(results: &Results, settings: &Settings, environment: &Environmen
     }
 
     out.push_str("## Machine and versions\n\n");
-    let _ = writeln!(out, "- CPU: {} ({} cores), memory {}, kernel {}", environment.cpu, environment.cores, environment.memory, environment.kernel);
-    let _ = writeln!(out, "- Open files per process (hard limit, raised to by the harness): {}", environment.open_files_limit);
-    let _ = writeln!(out, "- socketfleet gateway: last gateway commit `{}`, socketioxide {}, release build", environment.gateway_commit, environment.socketioxide);
-    let _ = writeln!(out, "- Gateway files changed since that commit when the run started: {}", environment.gateway_uncommitted);
+    let _ = writeln!(
+        out,
+        "- CPU: {} ({} cores), memory {}, kernel {}",
+        environment.cpu, environment.cores, environment.memory, environment.kernel
+    );
+    let _ = writeln!(
+        out,
+        "- Open files per process (hard limit, raised to by the harness): {}",
+        environment.open_files_limit
+    );
+    let _ = writeln!(
+        out,
+        "- socketfleet gateway: last gateway commit `{}`, socketioxide {}, release build",
+        environment.gateway_commit, environment.socketioxide
+    );
+    let _ = writeln!(
+        out,
+        "- Gateway files changed since that commit when the run started: {}",
+        environment.gateway_uncommitted
+    );
     let _ = writeln!(
         out,
         "- Node {}: socket.io {}, @socket.io/redis-adapter {} (sharded adapter), redis client {}",
         environment.node, environment.socket_io, environment.redis_adapter, environment.redis_client
     );
-    let _ = writeln!(out, "- {} (Redis Cluster: 3 masters, 3 replicas, from e2e/scripts/redis-cluster.sh)", environment.redis_server);
-    let _ = writeln!(out, "- Compilers running when the run started: {}\n", environment.busy_processes);
+    let _ = writeln!(
+        out,
+        "- {} (Redis Cluster: 3 masters, 3 replicas, from e2e/scripts/redis-cluster.sh)",
+        environment.redis_server
+    );
+    let _ = writeln!(
+        out,
+        "- Compilers running when the run started: {}\n",
+        environment.busy_processes
+    );
 
     out.push_str("## Settings\n\n```json\n");
     out.push_str(&serde_json::to_string_pretty(settings).unwrap_or_default());

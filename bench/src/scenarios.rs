@@ -74,7 +74,14 @@ fn start_server(
 ) -> anyhow::Result<Server> {
     let port = server_port(index);
     let url = redis.map(RedisCluster::url);
-    Server::start(programs, kind, port, port + STATS_PORT_OFFSET, max_connections as u32, url.as_deref())
+    Server::start(
+        programs,
+        kind,
+        port,
+        port + STATS_PORT_OFFSET,
+        max_connections as u32,
+        url.as_deref(),
+    )
 }
 
 struct HoldPlan<'a> {
@@ -96,7 +103,12 @@ fn start_hold(
     }
     args.extend(["--connections".to_owned(), plan.connections.to_string()]);
     if let Some(prefix) = plan.room_prefix {
-        args.extend(["--room-prefix".to_owned(), prefix.to_owned(), "--rooms".to_owned(), plan.rooms.to_string()]);
+        args.extend([
+            "--room-prefix".to_owned(),
+            prefix.to_owned(),
+            "--rooms".to_owned(),
+            plan.rooms.to_string(),
+        ]);
     }
     if plan.latency {
         args.push("--latency".to_owned());
@@ -131,7 +143,12 @@ pub struct IdleSample {
 }
 
 /// Connects 10,000 idle sockets, then more up to the per-process maximum, reading RSS at each step.
-pub fn idle_memory(programs: &Programs, sources: &mut SourceAddresses, kind: ServerKind, settings: &Settings) -> anyhow::Result<IdleSample> {
+pub fn idle_memory(
+    programs: &Programs,
+    sources: &mut SourceAddresses,
+    kind: ServerKind,
+    settings: &Settings,
+) -> anyhow::Result<IdleSample> {
     const FIRST_STEP: usize = 10_000;
     let max = settings.max_per_process;
     let mut server = start_server(programs, kind, 0, max + 100, None)?;
@@ -139,14 +156,26 @@ pub fn idle_memory(programs: &Programs, sources: &mut SourceAddresses, kind: Ser
     let baseline_rss = server.rss_bytes()?;
 
     let targets = [server.port];
-    let plan = HoldPlan { targets: &targets, connections: FIRST_STEP, room_prefix: None, rooms: 1, latency: false };
+    let plan = HoldPlan {
+        targets: &targets,
+        connections: FIRST_STEP,
+        room_prefix: None,
+        rooms: 1,
+        latency: false,
+    };
     let (mut first, report) = start_hold(programs, sources, plan)?;
     require_all_connected(&report, FIRST_STEP, "idle sockets, first step")?;
     sleep(SETTLE);
     server.check_running()?;
     let rss_at_10k = server.rss_bytes()?;
 
-    let plan = HoldPlan { targets: &targets, connections: max - FIRST_STEP, room_prefix: None, rooms: 1, latency: false };
+    let plan = HoldPlan {
+        targets: &targets,
+        connections: max - FIRST_STEP,
+        room_prefix: None,
+        rooms: 1,
+        latency: false,
+    };
     let (mut second, report) = start_hold(programs, sources, plan)?;
     require_all_connected(&report, max - FIRST_STEP, "idle sockets, second step")?;
     sleep(SETTLE);
@@ -189,11 +218,22 @@ pub struct FleetSample {
 }
 
 /// Holds `fleet_connections` idle sockets on `fleet_processes` gateway processes for a while.
-pub fn idle_fleet(programs: &Programs, sources: &mut SourceAddresses, settings: &Settings) -> anyhow::Result<FleetSample> {
-    let redis = RedisCluster::start(programs, REDIS_CLUSTER_PORT).context("starting the Redis Cluster for the fleet")?;
+pub fn idle_fleet(
+    programs: &Programs,
+    sources: &mut SourceAddresses,
+    settings: &Settings,
+) -> anyhow::Result<FleetSample> {
+    let redis =
+        RedisCluster::start(programs, REDIS_CLUSTER_PORT).context("starting the Redis Cluster for the fleet")?;
     let mut servers = Vec::new();
     for index in 0..settings.fleet_processes {
-        servers.push(start_server(programs, ServerKind::Gateway, index, settings.max_per_process, Some(&redis))?);
+        servers.push(start_server(
+            programs,
+            ServerKind::Gateway,
+            index,
+            settings.max_per_process,
+            Some(&redis),
+        )?);
     }
     let targets: Vec<u16> = servers.iter().map(|server| server.port).collect();
 
@@ -216,7 +256,13 @@ pub fn idle_fleet(programs: &Programs, sources: &mut SourceAddresses, settings: 
     while remaining > 0 {
         let connections = remaining.min(per_process);
         remaining -= connections;
-        let plan = HoldPlan { targets: &targets, connections, room_prefix: None, rooms: 1, latency: false };
+        let plan = HoldPlan {
+            targets: &targets,
+            connections,
+            room_prefix: None,
+            rooms: 1,
+            latency: false,
+        };
         let (hold, report) = start_hold(programs, sources, plan)?;
         sample.connected += report.connected;
         sample.failed += report.failed;
@@ -272,7 +318,13 @@ pub fn broadcast_throughput(
 ) -> anyhow::Result<ThroughputSample> {
     let mut server = start_server(programs, kind, 0, settings.max_per_process, None)?;
     let targets = [server.port];
-    let plan = HoldPlan { targets: &targets, connections: settings.fan_out, room_prefix: Some("fan"), rooms: 1, latency: false };
+    let plan = HoldPlan {
+        targets: &targets,
+        connections: settings.fan_out,
+        room_prefix: Some("fan"),
+        rooms: 1,
+        latency: false,
+    };
     let (mut receivers, report) = start_hold(programs, sources, plan)?;
     require_all_connected(&report, settings.fan_out, "broadcast receivers")?;
     sleep(Duration::from_secs(1));
@@ -280,7 +332,16 @@ pub fn broadcast_throughput(
     receivers.command("reset")?;
     let server_cpu_before = server.cpu_seconds()?;
     let receivers_cpu_before = crate::procs::process_cpu_seconds(receivers.pid())?;
-    let args = publish_args(sources, server.port, "fan", 1, 0, settings.throughput_window, settings.throughput_secs, settings.payload_bytes);
+    let args = publish_args(
+        sources,
+        server.port,
+        "fan",
+        1,
+        0,
+        settings.throughput_window,
+        settings.throughput_secs,
+        settings.payload_bytes,
+    );
     // A server may reject publishes while its sockets' send queues are full: the gateway acks those
     // with an error. The figure counts deliveries, so rejected publishes only lower it.
     let published = run_publisher(programs, &args, Duration::from_secs_f64(settings.throughput_secs), true)?;
@@ -319,14 +380,22 @@ fn publish_args(
     payload_bytes: usize,
 ) -> Vec<String> {
     [
-        "--target", &format!("127.0.0.1:{port}"),
-        "--source", &sources.take().to_string(),
-        "--room-prefix", room_prefix,
-        "--rooms", &rooms.to_string(),
-        "--rate", &rate.to_string(),
-        "--window", &window.to_string(),
-        "--duration-secs", &secs.to_string(),
-        "--payload-bytes", &payload_bytes.to_string(),
+        "--target",
+        &format!("127.0.0.1:{port}"),
+        "--source",
+        &sources.take().to_string(),
+        "--room-prefix",
+        room_prefix,
+        "--rooms",
+        &rooms.to_string(),
+        "--rate",
+        &rate.to_string(),
+        "--window",
+        &window.to_string(),
+        "--duration-secs",
+        &secs.to_string(),
+        "--payload-bytes",
+        &payload_bytes.to_string(),
     ]
     .map(str::to_owned)
     .to_vec()
@@ -359,14 +428,29 @@ pub fn cross_pod_latency(
     let mut receiver_side = start_server(programs, kind, 1, settings.max_per_process, Some(&redis))?;
 
     let targets = [receiver_side.port];
-    let plan = HoldPlan { targets: &targets, connections: 1, room_prefix: Some("latency"), rooms: 1, latency: true };
+    let plan = HoldPlan {
+        targets: &targets,
+        connections: 1,
+        room_prefix: Some("latency"),
+        rooms: 1,
+        latency: true,
+    };
     let (mut receiver, report) = start_hold(programs, sources, plan)?;
     require_all_connected(&report, 1, "latency receiver")?;
     // The join is acked before the adapter's subscription is confirmed by Redis in some adapters.
     sleep(Duration::from_secs(1));
     receiver.command("reset")?;
 
-    let args = publish_args(sources, publisher_side.port, "latency", 1, settings.latency_rate, 1, settings.latency_secs, settings.payload_bytes);
+    let args = publish_args(
+        sources,
+        publisher_side.port,
+        "latency",
+        1,
+        settings.latency_rate,
+        1,
+        settings.latency_secs,
+        settings.payload_bytes,
+    );
     let published = run_publisher(programs, &args, Duration::from_secs_f64(settings.latency_secs), false)?;
     sleep(Duration::from_secs(2));
     receiver_side.check_running()?;
@@ -431,23 +515,42 @@ pub fn pubsub_sharding(
     let redis = RedisCluster::start(programs, REDIS_CLUSTER_PORT).context("starting the Redis Cluster for sharding")?;
     let mut servers = Vec::new();
     for index in 0..settings.sharding_pods {
-        servers.push(start_server(programs, kind, index, settings.max_per_process, Some(&redis))?);
+        servers.push(start_server(
+            programs,
+            kind,
+            index,
+            settings.max_per_process,
+            Some(&redis),
+        )?);
     }
     let targets: Vec<u16> = servers.iter().map(|server| server.port).collect();
 
     // Socket i goes to pod i mod pods and joins room i mod rooms. Because rooms is a multiple of
     // pods, every member of room k is on pod k mod pods.
     if settings.sharding_rooms % settings.sharding_pods != 0 {
-        bail!("sharding rooms ({}) must be a multiple of pods ({})", settings.sharding_rooms, settings.sharding_pods);
+        bail!(
+            "sharding rooms ({}) must be a multiple of pods ({})",
+            settings.sharding_rooms,
+            settings.sharding_pods
+        );
     }
     let members = settings.sharding_rooms * settings.sharding_members_per_room;
-    let plan = HoldPlan { targets: &targets, connections: members, room_prefix: Some("room"), rooms: settings.sharding_rooms, latency: false };
+    let plan = HoldPlan {
+        targets: &targets,
+        connections: members,
+        room_prefix: Some("room"),
+        rooms: settings.sharding_rooms,
+        latency: false,
+    };
     let (mut receivers, report) = start_hold(programs, sources, plan)?;
     require_all_connected(&report, members, "room members")?;
     sleep(Duration::from_secs(1));
     receivers.command("reset")?;
 
-    let before: Vec<u64> = servers.iter().map(Server::adapter_messages_received).collect::<anyhow::Result<_>>()?;
+    let before: Vec<u64> = servers
+        .iter()
+        .map(Server::adapter_messages_received)
+        .collect::<anyhow::Result<_>>()?;
     let args = publish_args(
         sources,
         servers[0].port,
@@ -460,7 +563,10 @@ pub fn pubsub_sharding(
     );
     let published = run_publisher(programs, &args, Duration::from_secs_f64(settings.sharding_secs), false)?;
     sleep(Duration::from_secs(2));
-    let after: Vec<u64> = servers.iter().map(Server::adapter_messages_received).collect::<anyhow::Result<_>>()?;
+    let after: Vec<u64> = servers
+        .iter()
+        .map(Server::adapter_messages_received)
+        .collect::<anyhow::Result<_>>()?;
     let stats = receivers.command("stats")?;
 
     let shares: Vec<f64> = before

@@ -42,10 +42,18 @@ impl WsConn {
         socket
             .bind(SocketAddr::new(source, 0))
             .with_context(|| format!("binding source address {source}"))?;
-        let stream = socket.connect(target).await.with_context(|| format!("connecting to {target}"))?;
+        let stream = socket
+            .connect(target)
+            .await
+            .with_context(|| format!("connecting to {target}"))?;
         stream.set_nodelay(true)?;
 
-        let mut conn = WsConn { stream, buf: vec![0; READ_BUFFER_BYTES], start: 0, end: 0 };
+        let mut conn = WsConn {
+            stream,
+            buf: vec![0; READ_BUFFER_BYTES],
+            start: 0,
+            end: 0,
+        };
         let request = format!(
             "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n\
              Host: {target}\r\n\

@@ -57,30 +57,46 @@ fn scenario(cluster: &Cluster, namespace: &mut TestNamespace<'_>, redis: &RedisU
     })?;
     step(&format!("gateway pods Ready at {pods:?}"));
 
-    wait_until("conditions Ready and RedisReachable True", Duration::from_secs(120), || {
-        let rtns = namespace.kubectl_json(&["get", "realtimenamespace", RTNS])?;
-        let conditions = rtns["status"]["conditions"].as_array().cloned().unwrap_or_default();
-        let is_true = |type_: &str| conditions.iter().any(|condition| condition["type"] == type_ && condition["status"] == "True");
-        Ok((is_true("Ready") && is_true("RedisReachable")).then_some(()))
-    })?;
+    wait_until(
+        "conditions Ready and RedisReachable True",
+        Duration::from_secs(120),
+        || {
+            let rtns = namespace.kubectl_json(&["get", "realtimenamespace", RTNS])?;
+            let conditions = rtns["status"]["conditions"].as_array().cloned().unwrap_or_default();
+            let is_true = |type_: &str| {
+                conditions
+                    .iter()
+                    .any(|condition| condition["type"] == type_ && condition["status"] == "True")
+            };
+            Ok((is_true("Ready") && is_true("RedisReachable")).then_some(()))
+        },
+    )?;
 
     let balancer = wait_until("the Service's load balancer address", Duration::from_secs(60), || {
         let service = namespace.kubectl_json(&["get", "service", RTNS])?;
-        Ok(service["status"]["loadBalancer"]["ingress"][0]["ip"].as_str().map(str::to_owned))
+        Ok(service["status"]["loadBalancer"]["ingress"][0]["ip"]
+            .as_str()
+            .map(str::to_owned))
     })?;
     let url = format!("http://{balancer}:3000/calls");
 
     let mut clients = Clients::start(&cluster.repo)?;
     let rejected = clients.connect("anonymous", &url);
     ensure!(rejected.is_err(), "a client without a token was accepted");
-    step(&format!("a client without a token was rejected: {:#}", rejected.unwrap_err()));
+    step(&format!(
+        "a client without a token was rejected: {:#}",
+        rejected.unwrap_err()
+    ));
 
     let members = ["ana", "ben"];
     for member in members {
         let token = secrets.client_token(member)?;
         clients.connect_with_auth(member, &url, json!({"token": token}))?;
         clients.listen(member, "news")?;
-        ensure!(clients.request(member, "join", json!({"room": ROOM}))? == json!({"ok": true}), "{member} could not join");
+        ensure!(
+            clients.request(member, "join", json!({"room": ROOM}))? == json!({"ok": true}),
+            "{member} could not join"
+        );
     }
     step("two clients with signed tokens joined one room through the load balancer");
 
@@ -90,32 +106,43 @@ fn scenario(cluster: &Cluster, namespace: &mut TestNamespace<'_>, redis: &RedisU
         "POST",
         &format!("{}:9090", pods[0]),
         "/api/v1/publish",
-        &[("Authorization", &format!("Bearer {}", secrets.publish_token)), ("Content-Type", "application/json")],
+        &[
+            ("Authorization", &format!("Bearer {}", secrets.publish_token)),
+            ("Content-Type", "application/json"),
+        ],
         &body.to_string(),
     )?;
     ensure!((200..300).contains(&status), "publish API answered {status}: {answer}");
     for member in members {
-        let received = wait_until(&format!("{member} to receive the publish"), Duration::from_secs(20), || {
-            let received = clients.received(member, "news")?;
-            Ok((!received.is_empty()).then_some(received))
-        })?;
+        let received = wait_until(
+            &format!("{member} to receive the publish"),
+            Duration::from_secs(20),
+            || {
+                let received = clients.received(member, "news")?;
+                Ok((!received.is_empty()).then_some(received))
+            },
+        )?;
         ensure!(received == vec![message.clone()], "{member} received {received:?}");
     }
     step("the publish API reached both members once");
 
     step("deleting the RealtimeNamespace");
     namespace.kubectl(&["delete", "realtimenamespace", RTNS, "--wait=true", "--timeout=120s"])?;
-    wait_until("every object the RealtimeNamespace owned to be gone", Duration::from_secs(180), || {
-        let left = namespace.kubectl(&[
-            "get",
-            "deployments,replicasets,pods,services,pdb,hpa",
-            "-l",
-            "app.kubernetes.io/instance=calls",
-            "-o",
-            "name",
-        ])?;
-        Ok(left.trim().is_empty().then_some(()))
-    })?;
+    wait_until(
+        "every object the RealtimeNamespace owned to be gone",
+        Duration::from_secs(180),
+        || {
+            let left = namespace.kubectl(&[
+                "get",
+                "deployments,replicasets,pods,services,pdb,hpa",
+                "-l",
+                "app.kubernetes.io/instance=calls",
+                "-o",
+                "name",
+            ])?;
+            Ok(left.trim().is_empty().then_some(()))
+        },
+    )?;
     step("Deployment, pods, Services, PDB and HPA are gone");
     Ok(())
 }
@@ -135,22 +162,52 @@ impl Secrets {
         std::fs::create_dir_all(&folder)?;
         let key = folder.join("private.pem");
         run(Command::new("openssl").args(["genrsa", "-out"]).arg(&key).arg("2048"))?;
-        run(Command::new("openssl").arg("rsa").arg("-in").arg(&key).arg("-pubout").arg("-out").arg(folder.join("public.pem")))?;
-        Ok(Self { folder, publish_token: random_hex()? })
+        run(Command::new("openssl")
+            .arg("rsa")
+            .arg("-in")
+            .arg(&key)
+            .arg("-pubout")
+            .arg("-out")
+            .arg(folder.join("public.pem")))?;
+        Ok(Self {
+            folder,
+            publish_token: random_hex()?,
+        })
     }
 
     fn create(&self, namespace: &TestNamespace<'_>, redis_password: &str) -> Result<()> {
         let public = self.folder.join("public.pem");
-        namespace.kubectl(&["create", "secret", "generic", "calls-redis", &format!("--from-literal=password={redis_password}")])?;
-        namespace.kubectl(&["create", "secret", "generic", "calls-jwt", &format!("--from-file=public.pem={}", public.display())])?;
-        namespace.kubectl(&["create", "secret", "generic", "calls-publish", &format!("--from-literal=token={}", self.publish_token)])?;
+        namespace.kubectl(&[
+            "create",
+            "secret",
+            "generic",
+            "calls-redis",
+            &format!("--from-literal=password={redis_password}"),
+        ])?;
+        namespace.kubectl(&[
+            "create",
+            "secret",
+            "generic",
+            "calls-jwt",
+            &format!("--from-file=public.pem={}", public.display()),
+        ])?;
+        namespace.kubectl(&[
+            "create",
+            "secret",
+            "generic",
+            "calls-publish",
+            &format!("--from-literal=token={}", self.publish_token),
+        ])?;
         Ok(())
     }
 
     /// Signs a token with the claims the example's `auth` section checks.
     fn client_token(&self, subject: &str) -> Result<String> {
         let key = std::fs::read(self.folder.join("private.pem"))?;
-        let expires = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() + 3600;
+        let expires = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs()
+            + 3600;
         let claims = json!({
             "sub": subject,
             "exp": expires,
@@ -160,7 +217,11 @@ impl Secrets {
             "publish": [ROOM],
         });
         let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-        Ok(jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_rsa_pem(&key)?)?)
+        Ok(jsonwebtoken::encode(
+            &header,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_rsa_pem(&key)?,
+        )?)
     }
 }
 
@@ -182,7 +243,14 @@ struct RedisUser {
 
 impl RedisUser {
     fn create(cluster: &Cluster) -> Result<Self> {
-        let slices = cluster.kubectl_json(&["get", "endpointslices", "-n", "redis", "-l", "kubernetes.io/service-name=redis-cluster"])?;
+        let slices = cluster.kubectl_json(&[
+            "get",
+            "endpointslices",
+            "-n",
+            "redis",
+            "-l",
+            "kubernetes.io/service-name=redis-cluster",
+        ])?;
         let (host, port) = first_endpoint(&slices).context("the redis-cluster Service has no endpoint")?;
         let topology = run(Command::new("redis-cli").args(["-h", &host, "-p", &port, "cluster", "nodes"]))?;
         let nodes: Vec<(String, String)> = topology
@@ -194,10 +262,15 @@ impl RedisUser {
             .collect();
         ensure!(nodes.len() == 6, "expected 6 Redis Cluster nodes, found {nodes:?}");
 
-        let user = Self { nodes, password: random_hex()? };
+        let user = Self {
+            nodes,
+            password: random_hex()?,
+        };
         for (host, port) in &user.nodes {
             let rule = format!(">{}", user.password);
-            let reply = run(Command::new("redis-cli").args(["-h", host, "-p", port, "acl", "setuser", REDIS_USER, "reset", "on", &rule, "~*", "&*", "+@all"]))?;
+            let reply = run(Command::new("redis-cli").args([
+                "-h", host, "-p", port, "acl", "setuser", REDIS_USER, "reset", "on", &rule, "~*", "&*", "+@all",
+            ]))?;
             ensure!(reply.trim() == "OK", "ACL SETUSER on {host}:{port} answered {reply}");
         }
         Ok(user)
@@ -220,7 +293,9 @@ fn first_endpoint(slices: &Value) -> Option<(String, String)> {
 }
 
 fn random_hex() -> Result<String> {
-    Ok(run(Command::new("openssl").args(["rand", "-hex", "16"]))?.trim().to_owned())
+    Ok(run(Command::new("openssl").args(["rand", "-hex", "16"]))?
+        .trim()
+        .to_owned())
 }
 
 fn run(command: &mut Command) -> Result<String> {

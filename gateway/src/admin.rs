@@ -109,14 +109,21 @@ async fn readyz<A: Adapter>(State(state): State<Arc<AdminState<A>>>) -> Response
         reasons.push(format!("at capacity: {} connections open", state.connections.open()));
     }
     if !state.adapter_status.healthy() {
-        let reason = state.adapter_status.unhealthy_reason().unwrap_or_else(|| "unhealthy".into());
+        let reason = state
+            .adapter_status
+            .unhealthy_reason()
+            .unwrap_or_else(|| "unhealthy".into());
         reasons.push(format!("adapter: {reason}"));
     }
 
     if reasons.is_empty() {
         (StatusCode::OK, Json(json!({ "ready": true }))).into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "ready": false, "reasons": reasons }))).into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "ready": false, "reasons": reasons })),
+        )
+            .into_response()
     }
 }
 
@@ -136,7 +143,11 @@ async fn metrics<A: Adapter>(State(state): State<Arc<AdminState<A>>>) -> Respons
     out.push_str("# TYPE socketfleet_local_rooms gauge\n");
     out.push_str(&format!("socketfleet_local_rooms {local_rooms}\n"));
     state.adapter_status.render_metrics(&mut out);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        out,
+    )
+        .into_response()
 }
 
 async fn publish<A: Adapter>(
@@ -162,7 +173,8 @@ async fn publish<A: Adapter>(
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::BodyTooLarge,
         _ => ApiError::ReadBody(rejection.body_text()),
     })?;
-    let request: PublishRequest = serde_json::from_slice(&body).map_err(|err| ApiError::InvalidBody(err.to_string()))?;
+    let request: PublishRequest =
+        serde_json::from_slice(&body).map_err(|err| ApiError::InvalidBody(err.to_string()))?;
     let namespace = request.namespace.unwrap_or_else(|| state.namespaces[0].clone());
     if !state.namespaces.contains(&namespace) {
         return Err(ApiError::UnknownNamespace(namespace));
@@ -172,7 +184,10 @@ async fn publish<A: Adapter>(
         check_server_room_name(room).map_err(ApiError::InvalidRoom)?;
     }
 
-    let operators = state.io.of(&namespace).ok_or_else(|| ApiError::UnknownNamespace(namespace.clone()))?;
+    let operators = state
+        .io
+        .of(&namespace)
+        .ok_or_else(|| ApiError::UnknownNamespace(namespace.clone()))?;
     let result = match request.room {
         Some(room) => operators.to(room).emit(&request.event, &request.data).await,
         None => operators.emit(&request.event, &request.data).await,

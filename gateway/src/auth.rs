@@ -20,7 +20,11 @@ pub enum AuthError {
     #[error("failed to read --auth-key-file {path}: {error}")]
     ReadKey { path: PathBuf, error: std::io::Error },
     #[error("invalid key in --auth-key-file {path} for {algorithm:?}: {error}")]
-    ParseKey { path: PathBuf, algorithm: JwtAlgorithm, error: jsonwebtoken::errors::Error },
+    ParseKey {
+        path: PathBuf,
+        algorithm: JwtAlgorithm,
+        error: jsonwebtoken::errors::Error,
+    },
     #[error("missing token: send {{ token: \"<jwt>\" }} as the socket.io auth payload")]
     MissingToken,
     #[error("invalid token: {0}")]
@@ -44,7 +48,10 @@ impl RoomGrant {
 
     fn from_claim(claim: Option<&Value>) -> RoomGrant {
         let names = claim.and_then(Value::as_array).map(|list| {
-            list.iter().filter_map(Value::as_str).map(str::to_owned).collect::<HashSet<_>>()
+            list.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect::<HashSet<_>>()
         });
         match names {
             Some(names) if names.contains("*") => RoomGrant::Any,
@@ -66,7 +73,11 @@ pub struct Grants {
 impl Grants {
     /// Grants of a socket when auth is off: every room.
     pub fn unrestricted() -> Grants {
-        Grants { subject: None, join: RoomGrant::Any, publish: RoomGrant::Any }
+        Grants {
+            subject: None,
+            join: RoomGrant::Any,
+            publish: RoomGrant::Any,
+        }
     }
 }
 
@@ -84,12 +95,25 @@ impl Verifier {
         let Some(path) = &config.auth_key_file else {
             return Ok(None);
         };
-        let bytes = std::fs::read(path).map_err(|error| AuthError::ReadKey { path: path.clone(), error })?;
-        let parse_error = |error| AuthError::ParseKey { path: path.clone(), algorithm: config.auth_algorithm, error };
+        let bytes = std::fs::read(path).map_err(|error| AuthError::ReadKey {
+            path: path.clone(),
+            error,
+        })?;
+        let parse_error = |error| AuthError::ParseKey {
+            path: path.clone(),
+            algorithm: config.auth_algorithm,
+            error,
+        };
         let (key, algorithm) = match config.auth_algorithm {
             // A Secret mounted as a file often ends with a newline that is not part of the key.
-            JwtAlgorithm::Hs256 => (DecodingKey::from_secret(trim_newline(&bytes)).map_err(parse_error)?, Algorithm::HS256),
-            JwtAlgorithm::Rs256 => (DecodingKey::from_rsa_pem(&bytes).map_err(parse_error)?, Algorithm::RS256),
+            JwtAlgorithm::Hs256 => (
+                DecodingKey::from_secret(trim_newline(&bytes)).map_err(parse_error)?,
+                Algorithm::HS256,
+            ),
+            JwtAlgorithm::Rs256 => (
+                DecodingKey::from_rsa_pem(&bytes).map_err(parse_error)?,
+                Algorithm::RS256,
+            ),
             JwtAlgorithm::Es256 => (DecodingKey::from_ec_pem(&bytes).map_err(parse_error)?, Algorithm::ES256),
             JwtAlgorithm::EdDsa => (DecodingKey::from_ed_pem(&bytes).map_err(parse_error)?, Algorithm::EdDSA),
         };
@@ -118,7 +142,8 @@ impl Verifier {
             .and_then(|auth| auth.get("token"))
             .and_then(Value::as_str)
             .ok_or(AuthError::MissingToken)?;
-        let data = jsonwebtoken::decode::<Value>(token, &self.key, &self.validation).map_err(AuthError::InvalidToken)?;
+        let data =
+            jsonwebtoken::decode::<Value>(token, &self.key, &self.validation).map_err(AuthError::InvalidToken)?;
         let claims = data.claims;
         Ok(Grants {
             subject: claims.get("sub").and_then(Value::as_str).map(str::to_owned),
@@ -129,7 +154,10 @@ impl Verifier {
 }
 
 fn trim_newline(bytes: &[u8]) -> &[u8] {
-    let end = bytes.iter().rposition(|b| *b != b'\n' && *b != b'\r').map_or(0, |i| i + 1);
+    let end = bytes
+        .iter()
+        .rposition(|b| *b != b'\n' && *b != b'\r')
+        .map_or(0, |i| i + 1);
     &bytes[..end]
 }
 
@@ -151,16 +179,28 @@ mod tests {
     }
 
     fn token(secret: &[u8], claims: Value) -> String {
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret).unwrap()).unwrap()
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(secret).unwrap(),
+        )
+        .unwrap()
     }
 
     fn in_an_hour() -> u64 {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 3600
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 3600
     }
 
     #[test]
     fn grants_rooms_from_claims() {
-        let token = token(b"k", json!({"sub": "u1", "exp": in_an_hour(), "rooms": ["a", "b"], "publish": ["*"]}));
+        let token = token(
+            b"k",
+            json!({"sub": "u1", "exp": in_an_hour(), "rooms": ["a", "b"], "publish": ["*"]}),
+        );
         let grants = verifier(b"k").verify(Some(&json!({ "token": token }))).unwrap();
         assert_eq!(grants.subject.as_deref(), Some("u1"));
         assert!(grants.join.allows("a"));
@@ -179,22 +219,29 @@ mod tests {
     #[test]
     fn rejects_wrong_key_expired_and_missing_tokens() {
         let wrong = token(b"other", json!({"exp": in_an_hour()}));
-        assert!(matches!(verifier(b"k").verify(Some(&json!({ "token": wrong }))), Err(AuthError::InvalidToken(_))));
+        assert!(matches!(
+            verifier(b"k").verify(Some(&json!({ "token": wrong }))),
+            Err(AuthError::InvalidToken(_))
+        ));
         let expired = token(b"k", json!({"exp": 1000}));
-        assert!(matches!(verifier(b"k").verify(Some(&json!({ "token": expired }))), Err(AuthError::InvalidToken(_))));
+        assert!(matches!(
+            verifier(b"k").verify(Some(&json!({ "token": expired }))),
+            Err(AuthError::InvalidToken(_))
+        ));
         assert!(matches!(verifier(b"k").verify(None), Err(AuthError::MissingToken)));
-        assert!(matches!(verifier(b"k").verify(Some(&json!({ "token": 5 }))), Err(AuthError::MissingToken)));
+        assert!(matches!(
+            verifier(b"k").verify(Some(&json!({ "token": 5 }))),
+            Err(AuthError::MissingToken)
+        ));
     }
 
     #[test]
     fn rejects_token_before_its_nbf() {
         let key_file = std::env::temp_dir().join(format!("socketfleet-auth-nbf-{}.key", std::process::id()));
         std::fs::write(&key_file, b"k").unwrap();
-        let config = Config::from_env_pairs([(
-            "SOCKETFLEET_AUTH_KEY_FILE".to_string(),
-            key_file.display().to_string(),
-        )])
-        .unwrap();
+        let config =
+            Config::from_env_pairs([("SOCKETFLEET_AUTH_KEY_FILE".to_string(), key_file.display().to_string())])
+                .unwrap();
         let verifier = Verifier::from_config(&config).unwrap().expect("auth is on");
         std::fs::remove_file(&key_file).unwrap();
 

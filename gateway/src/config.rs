@@ -65,7 +65,11 @@ pub enum LogFormat {
 
 /// Command-line flags and environment of `socketfleet-gateway`.
 #[derive(Debug, Clone, PartialEq, Parser)]
-#[command(name = "socketfleet-gateway", version, about = "Socket.IO gateway, one member of a socketfleet fleet")]
+#[command(
+    name = "socketfleet-gateway",
+    version,
+    about = "Socket.IO gateway, one member of a socketfleet fleet"
+)]
 pub struct Config {
     /// Port for Socket.IO clients (the public port behind the Service).
     #[arg(long, env = "SOCKETFLEET_PORT", default_value_t = 3000)]
@@ -124,7 +128,12 @@ pub struct Config {
     pub redis_username: Option<String>,
 
     /// Redis password. Pass it through the environment (a Secret), never as an argument.
-    #[arg(long, env = "SOCKETFLEET_REDIS_PASSWORD", hide_env_values = true, conflicts_with = "redis_password_file")]
+    #[arg(
+        long,
+        env = "SOCKETFLEET_REDIS_PASSWORD",
+        hide_env_values = true,
+        conflicts_with = "redis_password_file"
+    )]
     pub redis_password: Option<String>,
 
     /// File holding the Redis password (a mounted Secret); trailing newlines are ignored.
@@ -132,7 +141,12 @@ pub struct Config {
     pub redis_password_file: Option<PathBuf>,
 
     /// Bearer token the publish API requires. Unset (with no file): the publish API answers 403.
-    #[arg(long, env = "SOCKETFLEET_PUBLISH_TOKEN", hide_env_values = true, conflicts_with = "publish_token_file")]
+    #[arg(
+        long,
+        env = "SOCKETFLEET_PUBLISH_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "publish_token_file"
+    )]
     pub publish_token: Option<String>,
 
     /// File holding the publish token (a mounted Secret); trailing newlines are ignored.
@@ -227,7 +241,11 @@ pub enum ConfigError {
     InvalidValue { flag: &'static str, reason: String },
     // `error` is part of the message and deliberately not a `source`, so it is printed once.
     #[error("failed to read --{flag} {path}: {error}")]
-    ReadFile { flag: &'static str, path: PathBuf, error: std::io::Error },
+    ReadFile {
+        flag: &'static str,
+        path: PathBuf,
+        error: std::io::Error,
+    },
 }
 
 impl Config {
@@ -297,7 +315,10 @@ impl Config {
                 return invalid("namespace", err.to_string());
             }
             if self.namespaces[..index].contains(path) {
-                return invalid("namespace", format!("{path:?} is given twice; list each namespace once"));
+                return invalid(
+                    "namespace",
+                    format!("{path:?} is given twice; list each namespace once"),
+                );
             }
         }
         if self.ping_interval.is_zero() {
@@ -306,13 +327,19 @@ impl Config {
         if self.ping_timeout < MIN_PING_TIMEOUT {
             return invalid(
                 "ping-timeout",
-                format!("{:?} is too short for a client to answer; use at least 100ms, e.g. 20s", self.ping_timeout),
+                format!(
+                    "{:?} is too short for a client to answer; use at least 100ms, e.g. 20s",
+                    self.ping_timeout
+                ),
             );
         }
         if self.ping_interval >= MAX_CLIENT_TIMER {
             return invalid(
                 "ping-interval",
-                format!("{:?} exceeds 2147483647 ms, which browsers treat as 0; e.g. 25s", self.ping_interval),
+                format!(
+                    "{:?} exceeds 2147483647 ms, which browsers treat as 0; e.g. 25s",
+                    self.ping_interval
+                ),
             );
         }
         if self.ping_interval + self.ping_timeout > MAX_CLIENT_TIMER {
@@ -324,19 +351,26 @@ impl Config {
             );
         }
         if let Some(urls) = &self.redis_url {
-            check_redis_urls(urls).map_err(|reason| ConfigError::InvalidValue { flag: "redis-url", reason })?;
+            check_redis_urls(urls).map_err(|reason| ConfigError::InvalidValue {
+                flag: "redis-url",
+                reason,
+            })?;
         }
         if self.publish_token.as_deref() == Some("") {
             return invalid(
                 "publish-token",
-                "is empty, so no request could match it; set a token, or leave it unset to turn the publish API off".into(),
+                "is empty, so no request could match it; set a token, or leave it unset to turn the publish API off"
+                    .into(),
             );
         }
         if self.max_connections == 0 {
             return invalid("max-connections", "must be greater than 0".into());
         }
         if self.ready_below_percent == 0 || self.ready_below_percent > 100 {
-            return invalid("ready-below-percent", format!("{} is not in 1..=100", self.ready_below_percent));
+            return invalid(
+                "ready-below-percent",
+                format!("{} is not in 1..=100", self.ready_below_percent),
+            );
         }
         if self.max_payload_bytes == 0 {
             return invalid("max-payload-bytes", "must be greater than 0".into());
@@ -355,13 +389,22 @@ impl Config {
         }
         if let Some(limit) = self.max_connections_per_user {
             if limit == 0 {
-                return invalid("max-connections-per-user", "must be greater than 0; leave it unset for no limit".into());
+                return invalid(
+                    "max-connections-per-user",
+                    "must be greater than 0; leave it unset for no limit".into(),
+                );
             }
             if self.redis_url.is_none() {
-                return invalid("max-connections-per-user", "needs --redis-url, where the counts are kept".into());
+                return invalid(
+                    "max-connections-per-user",
+                    "needs --redis-url, where the counts are kept".into(),
+                );
             }
             if self.auth_key_file.is_none() {
-                return invalid("max-connections-per-user", "needs --auth-key-file, since users are told apart by the JWT sub claim".into());
+                return invalid(
+                    "max-connections-per-user",
+                    "needs --auth-key-file, since users are told apart by the JWT sub claim".into(),
+                );
             }
         }
         if self.user_count_ttl < Duration::from_secs(3) {
@@ -373,12 +416,18 @@ impl Config {
     /// Returns the publish token from --publish-token or --publish-token-file; an empty file is
     /// an error, since no request could match an empty token.
     pub fn publish_token(&self) -> Result<Option<String>, ConfigError> {
-        let token = read_secret(self.publish_token.as_deref(), self.publish_token_file.as_deref(), "publish-token-file")?;
+        let token = read_secret(
+            self.publish_token.as_deref(),
+            self.publish_token_file.as_deref(),
+            "publish-token-file",
+        )?;
         if token.as_deref() == Some("") {
             let path = self.publish_token_file.as_deref().unwrap_or(Path::new("")).display();
             return Err(ConfigError::InvalidValue {
                 flag: "publish-token-file",
-                reason: format!("{path} is empty; write the token into it, or leave the flag unset to turn the publish API off"),
+                reason: format!(
+                    "{path} is empty; write the token into it, or leave the flag unset to turn the publish API off"
+                ),
             });
         }
         Ok(token)
@@ -386,7 +435,11 @@ impl Config {
 
     /// Returns the Redis password from --redis-password or --redis-password-file.
     pub fn redis_password(&self) -> Result<Option<String>, ConfigError> {
-        read_secret(self.redis_password.as_deref(), self.redis_password_file.as_deref(), "redis-password-file")
+        read_secret(
+            self.redis_password.as_deref(),
+            self.redis_password_file.as_deref(),
+            "redis-password-file",
+        )
     }
 
     /// Returns the number of connections below which a full pod reports ready again.
@@ -397,9 +450,8 @@ impl Config {
 
     /// Each flag's id (the field name) and its value as the flag would take it.
     fn flag_values(&self) -> Vec<(&'static str, Option<String>)> {
-        let enum_name = |value: &dyn Fn() -> Option<clap::builder::PossibleValue>| {
-            value().map(|v| v.get_name().to_owned())
-        };
+        let enum_name =
+            |value: &dyn Fn() -> Option<clap::builder::PossibleValue>| value().map(|v| v.get_name().to_owned());
         let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
         vec![
             ("port", Some(self.port.to_string())),
@@ -408,7 +460,10 @@ impl Config {
             ("namespaces", Some(self.namespaces.join(","))),
             ("max_connections", Some(self.max_connections.to_string())),
             ("ready_below_percent", Some(self.ready_below_percent.to_string())),
-            ("max_connections_per_user", self.max_connections_per_user.map(|v| v.to_string())),
+            (
+                "max_connections_per_user",
+                self.max_connections_per_user.map(|v| v.to_string()),
+            ),
             ("user_count_ttl", Some(format_duration(self.user_count_ttl))),
             ("redis_url", self.redis_url.clone()),
             ("redis_mode", enum_name(&|| self.redis_mode.to_possible_value())),
@@ -570,7 +625,13 @@ mod tests {
     #[test]
     fn unknown_env_names_lists_only_unknown_prefixed_names() {
         let names = unknown_env_names(
-            ["SOCKETFLEET_PORT", "SOCKETFLEET_TRANSPORTS", "PATH", "SOCKETFLEET_MAX_CONECTIONS"].map(OsString::from),
+            [
+                "SOCKETFLEET_PORT",
+                "SOCKETFLEET_TRANSPORTS",
+                "PATH",
+                "SOCKETFLEET_MAX_CONECTIONS",
+            ]
+            .map(OsString::from),
         );
         assert_eq!(names, ["SOCKETFLEET_TRANSPORTS", "SOCKETFLEET_MAX_CONECTIONS"]);
     }
@@ -657,7 +718,13 @@ mod tests {
 
     #[test]
     fn rejects_redis_url_that_does_not_parse() {
-        for url in ["foo://bar", "redis://127.0.0.1:7000,foo://bar", " , ", "127.0.0.1:7000", "redis://host:port"] {
+        for url in [
+            "foo://bar",
+            "redis://127.0.0.1:7000,foo://bar",
+            " , ",
+            "127.0.0.1:7000",
+            "redis://host:port",
+        ] {
             let err = Config::from_env_pairs(pairs(&[("SOCKETFLEET_REDIS_URL", url)])).unwrap_err();
             assert!(err.to_string().starts_with("invalid --redis-url:"), "{url}: {err}");
             assert!(err.to_string().contains("redis://host:port"), "{url}: {err}");
@@ -673,7 +740,8 @@ mod tests {
 
         let file = std::env::temp_dir().join(format!("socketfleet-empty-token-{}", std::process::id()));
         std::fs::write(&file, "\n").unwrap();
-        let config = Config::from_env_pairs(pairs(&[("SOCKETFLEET_PUBLISH_TOKEN_FILE", file.to_str().unwrap())])).unwrap();
+        let config =
+            Config::from_env_pairs(pairs(&[("SOCKETFLEET_PUBLISH_TOKEN_FILE", file.to_str().unwrap())])).unwrap();
         let err = config.publish_token().unwrap_err();
         std::fs::remove_file(&file).unwrap();
         assert!(err.to_string().starts_with("invalid --publish-token-file:"), "{err}");
@@ -683,8 +751,14 @@ mod tests {
     fn missing_token_file_is_named_once() {
         let config = Config::from_env_pairs(pairs(&[("SOCKETFLEET_PUBLISH_TOKEN_FILE", "/nonexistent")])).unwrap();
         let err = config.publish_token().unwrap_err();
-        assert_eq!(err.to_string(), "failed to read --publish-token-file /nonexistent: No such file or directory (os error 2)");
-        assert!(std::error::Error::source(&err).is_none(), "the cause is printed in the message only");
+        assert_eq!(
+            err.to_string(),
+            "failed to read --publish-token-file /nonexistent: No such file or directory (os error 2)"
+        );
+        assert!(
+            std::error::Error::source(&err).is_none(),
+            "the cause is printed in the message only"
+        );
     }
 
     #[test]

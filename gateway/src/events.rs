@@ -26,8 +26,14 @@ pub const MAX_ROOM_LEN: usize = 256;
 pub const MAX_EVENT_LEN: usize = 128;
 
 /// Event names the socket.io client gives a meaning of its own; publishing them would confuse it.
-const RESERVED_EVENTS: &[&str] =
-    &["connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"];
+const RESERVED_EVENTS: &[&str] = &[
+    "connect",
+    "connect_error",
+    "disconnect",
+    "disconnecting",
+    "newListener",
+    "removeListener",
+];
 
 const COUNT_NEW: u8 = 0;
 const COUNT_COUNTED: u8 = 1;
@@ -119,7 +125,10 @@ async fn authorize_and_prepare<A: Adapter>(
             Ok(true) => {}
             Ok(false) => {
                 context.metrics.count_rejected(RejectReason::UserLimit);
-                return Err(format!("user {subject} has reached the limit of {} connections", limiter.limit()));
+                return Err(format!(
+                    "user {subject} has reached the limit of {} connections",
+                    limiter.limit()
+                ));
             }
             Err(err) => {
                 context.metrics.count_rejected(RejectReason::UserLimitUnavailable);
@@ -145,7 +154,11 @@ async fn on_connect<A: Adapter>(socket: SocketRef<A>, context: Arc<SocketContext
     // Counting first and taking it back keeps the gauge from dipping below zero when the
     // disconnect handler runs in between.
     context.metrics.socket_connected();
-    if state.count.compare_exchange(COUNT_NEW, COUNT_COUNTED, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+    if state
+        .count
+        .compare_exchange(COUNT_NEW, COUNT_COUNTED, Ordering::SeqCst, Ordering::SeqCst)
+        .is_err()
+    {
         context.metrics.undo_connected();
         return;
     }
@@ -164,31 +177,40 @@ async fn on_connect<A: Adapter>(socket: SocketRef<A>, context: Arc<SocketContext
 
 fn register_handlers<A: Adapter>(socket: &SocketRef<A>, context: Arc<SocketContext>) {
     let join_context = context.clone();
-    socket.on("join", move |socket: SocketRef<A>, TryData(data): TryData<Payload>, ack: AckSender<A>| {
-        let context = join_context.clone();
-        async move {
-            let reply = join(&socket, data.ok(), &context).await;
-            send_ack(ack, reply);
-        }
-    });
+    socket.on(
+        "join",
+        move |socket: SocketRef<A>, TryData(data): TryData<Payload>, ack: AckSender<A>| {
+            let context = join_context.clone();
+            async move {
+                let reply = join(&socket, data.ok(), &context).await;
+                send_ack(ack, reply);
+            }
+        },
+    );
 
     let leave_context = context.clone();
-    socket.on("leave", move |socket: SocketRef<A>, TryData(data): TryData<Payload>, ack: AckSender<A>| {
-        let context = leave_context.clone();
-        async move {
-            let reply = leave(&socket, data.ok(), &context).await;
-            send_ack(ack, reply);
-        }
-    });
+    socket.on(
+        "leave",
+        move |socket: SocketRef<A>, TryData(data): TryData<Payload>, ack: AckSender<A>| {
+            let context = leave_context.clone();
+            async move {
+                let reply = leave(&socket, data.ok(), &context).await;
+                send_ack(ack, reply);
+            }
+        },
+    );
 
     let publish_context = context.clone();
-    socket.on("publish", move |socket: SocketRef<A>, TryData(data): TryData<Payload>, ack: AckSender<A>| {
-        let context = publish_context.clone();
-        async move {
-            let reply = publish(&socket, data.ok(), &context).await;
-            send_ack(ack, reply);
-        }
-    });
+    socket.on(
+        "publish",
+        move |socket: SocketRef<A>, TryData(data): TryData<Payload>, ack: AckSender<A>| {
+            let context = publish_context.clone();
+            async move {
+                let reply = publish(&socket, data.ok(), &context).await;
+                send_ack(ack, reply);
+            }
+        },
+    );
 
     let fallback_context = context.clone();
     socket.on_fallback(move |socket: SocketRef<A>, Event(event): Event| {
@@ -206,7 +228,12 @@ async fn join<A: Adapter>(socket: &SocketRef<A>, data: Option<Payload>, context:
     let request = parse_room_request(data, "join", context)?;
     check_room_name(&request.room).map_err(|err| rejected(context, "join", "invalid_room", err))?;
     if !grants(socket).join.allows(&request.room) {
-        return Err(rejected(context, "join", "forbidden", format!("not allowed to join room {:?}", request.room)));
+        return Err(rejected(
+            context,
+            "join",
+            "forbidden",
+            format!("not allowed to join room {:?}", request.room),
+        ));
     }
 
     socket
@@ -217,15 +244,28 @@ async fn join<A: Adapter>(socket: &SocketRef<A>, data: Option<Payload>, context:
 
     // The socket may have disconnected while the adapter was joining; its disconnect handler has
     // then already left its rooms, so this join would outlive it.
-    if socket.extensions.get::<SocketState>().is_none_or(|state| state.is_disconnected()) {
+    if socket
+        .extensions
+        .get::<SocketState>()
+        .is_none_or(|state| state.is_disconnected())
+    {
         leave_through_adapter(socket, vec![request.room]).await;
-        return Err(rejected(context, "join", "disconnected", "socket disconnected during join".into()));
+        return Err(rejected(
+            context,
+            "join",
+            "disconnected",
+            "socket disconnected during join".into(),
+        ));
     }
     context.metrics.count_event("join", "ok");
     Ok(())
 }
 
-async fn leave<A: Adapter>(socket: &SocketRef<A>, data: Option<Payload>, context: &SocketContext) -> Result<(), String> {
+async fn leave<A: Adapter>(
+    socket: &SocketRef<A>,
+    data: Option<Payload>,
+    context: &SocketContext,
+) -> Result<(), String> {
     let request = parse_room_request(data, "leave", context)?;
     check_room_name(&request.room).map_err(|err| rejected(context, "leave", "invalid_room", err))?;
     socket
@@ -237,7 +277,11 @@ async fn leave<A: Adapter>(socket: &SocketRef<A>, data: Option<Payload>, context
     Ok(())
 }
 
-async fn publish<A: Adapter>(socket: &SocketRef<A>, data: Option<Payload>, context: &SocketContext) -> Result<(), String> {
+async fn publish<A: Adapter>(
+    socket: &SocketRef<A>,
+    data: Option<Payload>,
+    context: &SocketContext,
+) -> Result<(), String> {
     let request = parse_publish_request(data, context)?;
     check_room_name(&request.room).map_err(|err| rejected(context, "publish", "invalid_room", err))?;
     check_event_name(&request.event).map_err(|err| rejected(context, "publish", "invalid_event", err))?;
@@ -313,18 +357,33 @@ fn grants<A: Adapter>(socket: &SocketRef<A>) -> Arc<Grants> {
 }
 
 /// Reads `{room}` from a join or leave payload.
-fn parse_room_request(data: Option<Payload>, event: &'static str, context: &SocketContext) -> Result<RoomRequest, String> {
+fn parse_room_request(
+    data: Option<Payload>,
+    event: &'static str,
+    context: &SocketContext,
+) -> Result<RoomRequest, String> {
     let data = checked_payload(data, event, "{room}", context)?;
     let room = string_field(&data, "room");
-    room.map(|room| RoomRequest { room })
-        .ok_or_else(|| rejected(context, event, "invalid_payload", "invalid payload: expected {room}".into()))
+    room.map(|room| RoomRequest { room }).ok_or_else(|| {
+        rejected(
+            context,
+            event,
+            "invalid_payload",
+            "invalid payload: expected {room}".into(),
+        )
+    })
 }
 
 /// Reads `{room, event, data}` from a publish payload; `data` may hold binary attachments.
 fn parse_publish_request(data: Option<Payload>, context: &SocketContext) -> Result<PublishRequest, String> {
     let expected = "{room, event, data}";
     let Payload::Object(entries) = checked_payload(data, "publish", expected, context)? else {
-        return Err(rejected(context, "publish", "invalid_payload", format!("invalid payload: expected {expected}")));
+        return Err(rejected(
+            context,
+            "publish",
+            "invalid_payload",
+            format!("invalid payload: expected {expected}"),
+        ));
     };
     let mut room = None;
     let mut event = None;
@@ -338,14 +397,33 @@ fn parse_publish_request(data: Option<Payload>, context: &SocketContext) -> Resu
         }
     }
     match (room, event) {
-        (Some(room), Some(event)) => Ok(PublishRequest { room, event, data: payload }),
-        _ => Err(rejected(context, "publish", "invalid_payload", format!("invalid payload: expected {expected}"))),
+        (Some(room), Some(event)) => Ok(PublishRequest {
+            room,
+            event,
+            data: payload,
+        }),
+        _ => Err(rejected(
+            context,
+            "publish",
+            "invalid_payload",
+            format!("invalid payload: expected {expected}"),
+        )),
     }
 }
 
-fn checked_payload(data: Option<Payload>, event: &'static str, expected: &str, context: &SocketContext) -> Result<Payload, String> {
+fn checked_payload(
+    data: Option<Payload>,
+    event: &'static str,
+    expected: &str,
+    context: &SocketContext,
+) -> Result<Payload, String> {
     let Some(data) = data else {
-        return Err(rejected(context, event, "invalid_payload", format!("invalid payload: expected {expected}")));
+        return Err(rejected(
+            context,
+            event,
+            "invalid_payload",
+            format!("invalid payload: expected {expected}"),
+        ));
     };
     if data.has_unresolved_placeholder() {
         return Err(rejected(
@@ -393,8 +471,14 @@ fn send_ack<A: Adapter>(ack: AckSender<A>, reply: Result<(), String>) {
 /// each socket's private room, so clients cannot join, leave or publish to them.
 pub fn check_room_name(room: &str) -> Result<(), String> {
     check_server_room_name(room)?;
-    if room.len() == 16 && room.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-        return Err(format!("room name {room:?} has the form of a socket id, which is reserved"));
+    if room.len() == 16
+        && room
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(format!(
+            "room name {room:?} has the form of a socket id, which is reserved"
+        ));
     }
     Ok(())
 }
@@ -406,7 +490,10 @@ pub fn check_server_room_name(room: &str) -> Result<(), String> {
         return Err("room name is empty".into());
     }
     if room.len() > MAX_ROOM_LEN {
-        return Err(format!("room name is {} bytes; the maximum is {MAX_ROOM_LEN}", room.len()));
+        return Err(format!(
+            "room name is {} bytes; the maximum is {MAX_ROOM_LEN}",
+            room.len()
+        ));
     }
     if room.chars().any(char::is_control) {
         return Err("room name contains control characters".into());
@@ -420,7 +507,10 @@ pub fn check_event_name(event: &str) -> Result<(), String> {
         return Err("event name is empty".into());
     }
     if event.len() > MAX_EVENT_LEN {
-        return Err(format!("event name is {} bytes; the maximum is {MAX_EVENT_LEN}", event.len()));
+        return Err(format!(
+            "event name is {} bytes; the maximum is {MAX_EVENT_LEN}",
+            event.len()
+        ));
     }
     if RESERVED_EVENTS.contains(&event) {
         return Err(format!("event name {event:?} is reserved by socket.io"));
@@ -439,7 +529,10 @@ mod tests {
         assert!(check_room_name("").is_err());
         assert!(check_room_name(&"r".repeat(MAX_ROOM_LEN + 1)).is_err());
         assert!(check_room_name("a\nb").is_err());
-        assert!(check_room_name("AbCdEfGhIjKlMn_-").is_err(), "socket id form must be reserved");
+        assert!(
+            check_room_name("AbCdEfGhIjKlMn_-").is_err(),
+            "socket id form must be reserved"
+        );
     }
 
     #[test]

@@ -85,7 +85,9 @@ mod tests {
     #[tokio::test]
     async fn detached_request_replaces_original_uri() {
         let mut request = Request::builder().uri("/socket.io/?EIO=4").body(Body::empty()).unwrap();
-        request.extensions_mut().insert(OriginalUri("/socket.io/?EIO=4".parse().unwrap()));
+        request
+            .extensions_mut()
+            .insert(OriginalUri("/socket.io/?EIO=4".parse().unwrap()));
 
         let detached = detach_request_parts(request).await;
 
@@ -97,7 +99,10 @@ mod tests {
     async fn detached_request_keeps_sensitive_flag() {
         let mut value = HeaderValue::from_static("Bearer token");
         value.set_sensitive(true);
-        let request = Request::builder().header("authorization", value).body(Body::empty()).unwrap();
+        let request = Request::builder()
+            .header("authorization", value)
+            .body(Body::empty())
+            .unwrap();
 
         let detached = detach_request_parts(request).await;
 

@@ -23,9 +23,16 @@ use tokio_util::sync::CancellationToken;
 /// `header_read_timeout` of the server starting to wait for it is closed. The wait starts at
 /// accept and again after each response, so an idle keep-alive connection is closed after the
 /// same time. Upgraded connections (websockets) are no longer HTTP and are not affected.
-pub async fn serve<L: Listener>(mut listener: L, router: Router, header_read_timeout: Duration, shutdown: CancellationToken) {
+pub async fn serve<L: Listener>(
+    mut listener: L,
+    router: Router,
+    header_read_timeout: Duration,
+    shutdown: CancellationToken,
+) {
     let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
 
     // Each connection task holds a sender; `recv` returns None once every task has ended.
     let (open_tx, mut open_rx) = mpsc::channel::<()>(1);

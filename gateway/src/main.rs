@@ -26,7 +26,10 @@ async fn main() -> anyhow::Result<()> {
     }
 
     for name in unknown_env_names(std::env::vars_os().map(|(name, _)| name)) {
-        tracing::warn!(variable = name, "ignoring unknown environment variable; see --help for the SOCKETFLEET_* names");
+        tracing::warn!(
+            variable = name,
+            "ignoring unknown environment variable; see --help for the SOCKETFLEET_* names"
+        );
     }
 
     let listeners = Listeners::bind(&config).await?;

@@ -86,7 +86,12 @@ impl Metrics {
 
     pub fn socket_disconnected(&self, reason: &'static str) {
         self.connected.fetch_sub(1, Ordering::SeqCst);
-        *self.disconnects.lock().expect("metrics lock").entry(reason).or_default() += 1;
+        *self
+            .disconnects
+            .lock()
+            .expect("metrics lock")
+            .entry(reason)
+            .or_default() += 1;
     }
 
     /// Sockets connected to a namespace on this pod.
@@ -99,12 +104,22 @@ impl Metrics {
     }
 
     pub fn count_rejected(&self, reason: RejectReason) {
-        *self.rejects.lock().expect("metrics lock").entry(reason.as_str()).or_default() += 1;
+        *self
+            .rejects
+            .lock()
+            .expect("metrics lock")
+            .entry(reason.as_str())
+            .or_default() += 1;
     }
 
     /// Counts a client event (`join`, `leave`, `publish`) by result (`ok` or an error kind).
     pub fn count_event(&self, event: &'static str, result: &'static str) {
-        *self.events.lock().expect("metrics lock").entry((event, result)).or_default() += 1;
+        *self
+            .events
+            .lock()
+            .expect("metrics lock")
+            .entry((event, result))
+            .or_default() += 1;
     }
 
     pub fn count_api_publish(&self) {
@@ -113,7 +128,12 @@ impl Metrics {
 
     /// Appends this gateway's metrics in the Prometheus text format.
     pub fn render(&self, out: &mut String) {
-        gauge(out, "socket_io_connected", "Sockets connected to a namespace on this pod.", self.connected());
+        gauge(
+            out,
+            "socket_io_connected",
+            "Sockets connected to a namespace on this pod.",
+            self.connected(),
+        );
         counter(
             out,
             "socket_io_connect_total",
@@ -142,10 +162,16 @@ impl Metrics {
         );
 
         let events = self.events.lock().expect("metrics lock");
-        let _ = writeln!(out, "# HELP socketfleet_client_events_total Client join, leave and publish events, by result.");
+        let _ = writeln!(
+            out,
+            "# HELP socketfleet_client_events_total Client join, leave and publish events, by result."
+        );
         let _ = writeln!(out, "# TYPE socketfleet_client_events_total counter");
         for ((event, result), value) in events.iter() {
-            let _ = writeln!(out, "socketfleet_client_events_total{{event=\"{event}\",result=\"{result}\"}} {value}");
+            let _ = writeln!(
+                out,
+                "socketfleet_client_events_total{{event=\"{event}\",result=\"{result}\"}} {value}"
+            );
         }
         drop(events);
 
@@ -187,7 +213,13 @@ mod tests {
         metrics.render(&mut out);
         assert!(out.contains("socket_io_connected 0\n"), "{out}");
         assert!(out.contains("socket_io_connect_total 1\n"), "{out}");
-        assert!(out.contains("socket_io_disconnect_total{reason=\"ping_timeout\"} 1\n"), "{out}");
-        assert!(out.contains("socketfleet_rejected_connections_total{reason=\"payload_too_large\"} 1\n"), "{out}");
+        assert!(
+            out.contains("socket_io_disconnect_total{reason=\"ping_timeout\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("socketfleet_rejected_connections_total{reason=\"payload_too_large\"} 1\n"),
+            "{out}"
+        );
     }
 }

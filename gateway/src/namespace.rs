@@ -29,7 +29,11 @@ pub enum NamespaceError {
         "namespace path {path:?} contains {character:?} at byte {position}; only lowercase ASCII \
          letters, digits and hyphens are allowed after the \"/\""
     )]
-    InvalidCharacter { path: String, character: char, position: usize },
+    InvalidCharacter {
+        path: String,
+        character: char,
+        position: usize,
+    },
     #[error("namespace path {path:?} must not start or end with a hyphen")]
     HyphenAtEdge { path: String },
 }
@@ -59,7 +63,10 @@ pub fn validate_path(path: &str) -> Result<(), NamespaceError> {
         }
     }
     if name.len() > MAX_NAME_LEN {
-        return Err(NamespaceError::TooLong { path: path.to_owned(), len: name.len() });
+        return Err(NamespaceError::TooLong {
+            path: path.to_owned(),
+            len: name.len(),
+        });
     }
     if name.starts_with('-') || name.ends_with('-') {
         return Err(NamespaceError::HyphenAtEdge { path: path.to_owned() });
@@ -122,7 +129,11 @@ mod tests {
         let err = validate_path("/tenant,x").unwrap_err();
         assert_eq!(
             err,
-            NamespaceError::InvalidCharacter { path: "/tenant,x".into(), character: ',', position: 7 }
+            NamespaceError::InvalidCharacter {
+                path: "/tenant,x".into(),
+                character: ',',
+                position: 7
+            }
         );
     }
 

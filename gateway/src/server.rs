@@ -46,7 +46,11 @@ pub enum ServeError {
     UserLimit(#[from] UserLimitError),
     // `error` is part of the message and deliberately not a `source`, so it is printed once.
     #[error("failed to bind {port_flag} on {address}: {error}")]
-    Bind { port_flag: &'static str, address: SocketAddr, error: std::io::Error },
+    Bind {
+        port_flag: &'static str,
+        address: SocketAddr,
+        error: std::io::Error,
+    },
     #[error("namespace {namespace} failed to initialise in the adapter: {reason}")]
     NamespaceInit { namespace: String, reason: String },
     #[error("failed to start the fleet adapter on --redis-url: {0}")]
@@ -77,14 +81,25 @@ impl Listeners {
     pub async fn bind(config: &Config) -> Result<Listeners, ServeError> {
         let bind = |port: u16, port_flag: &'static str| async move {
             let address = SocketAddr::new(config.bind_address, port);
-            TcpListener::bind(address).await.map_err(|error| ServeError::Bind { port_flag, address, error })
+            TcpListener::bind(address).await.map_err(|error| ServeError::Bind {
+                port_flag,
+                address,
+                error,
+            })
         };
-        Ok(Listeners { socket: bind(config.port, "--port").await?, admin: bind(config.admin_port, "--admin-port").await? })
+        Ok(Listeners {
+            socket: bind(config.port, "--port").await?,
+            admin: bind(config.admin_port, "--admin-port").await?,
+        })
     }
 }
 
 /// Runs the gateway until `shutdown` completes, then drains and returns.
-pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     match &config.redis_url {
         None => serve::<LocalAdapter>(config, listeners, (), Arc::new(LocalAdapterStatus), shutdown).await,
         Some(_) => serve_with_fleet_adapter(config, listeners, shutdown).await,
@@ -101,7 +116,12 @@ async fn serve_with_fleet_adapter(
     let url = config.redis_url.clone().unwrap_or_default();
     let options = ConnectOptions {
         // A cluster client needs one node that answers; several seeds may be given comma-separated.
-        urls: url.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned).collect(),
+        urls: url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned)
+            .collect(),
         topology: match config.redis_mode {
             RedisMode::Cluster => Topology::Cluster,
             RedisMode::Standalone => Topology::Standalone,
@@ -109,7 +129,9 @@ async fn serve_with_fleet_adapter(
         username: config.redis_username.clone(),
         password: config.redis_password()?,
     };
-    let state = RedisAdapterState::connect(options, AdapterConfig::default()).await.map_err(ServeError::FleetAdapter)?;
+    let state = RedisAdapterState::connect(options, AdapterConfig::default())
+        .await
+        .map_err(ServeError::FleetAdapter)?;
     let status: Arc<dyn AdapterStatus> = Arc::new(state.clone());
     serve::<RedisAdapter<Emitter>>(config, listeners, state, status, shutdown).await
 }
@@ -131,14 +153,21 @@ pub async fn serve<A: GatewayAdapter>(
     );
     let verifier = Verifier::from_config(&config)?.map(Arc::new);
     let user_limiter = UserLimiter::from_config(&config).await?;
-    let context = Arc::new(SocketContext { metrics: metrics.clone(), verifier, user_limiter });
+    let context = Arc::new(SocketContext {
+        metrics: metrics.clone(),
+        verifier,
+        user_limiter,
+    });
 
     let (layer, io) = socket_io_builder::<A>(&config, adapter_state).build_layer();
     for namespace in &config.namespaces {
         let init = serve_namespace(&io, namespace.clone(), context.clone());
         A::namespace_ready(init)
             .await
-            .map_err(|reason| ServeError::NamespaceInit { namespace: namespace.clone(), reason })?;
+            .map_err(|reason| ServeError::NamespaceInit {
+                namespace: namespace.clone(),
+                reason,
+            })?;
     }
 
     let admin_state = Arc::new(AdminState {
@@ -191,7 +220,9 @@ pub async fn serve<A: GatewayAdapter>(
     stop_serving.cancel();
 
     for server in [socket_server, admin_server] {
-        server.await.map_err(|err| ServeError::Serve(std::io::Error::other(err)))?;
+        server
+            .await
+            .map_err(|err| ServeError::Serve(std::io::Error::other(err)))?;
     }
     tracing::info!("gateway stopped");
     Ok(())

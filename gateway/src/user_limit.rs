@@ -100,12 +100,18 @@ impl UserLimiter {
                 if let Some(username) = &config.redis_username {
                     settings = settings.set_username(username);
                 }
-                let client = redis::Client::open(info.set_redis_settings(settings)).map_err(UserLimitError::InvalidUrl)?;
+                let client =
+                    redis::Client::open(info.set_redis_settings(settings)).map_err(UserLimitError::InvalidUrl)?;
                 Connection::Standalone(client.get_connection_manager().await.map_err(UserLimitError::Connect)?)
             }
         };
 
-        let limiter = Arc::new(UserLimiter { connection, limit, ttl: config.user_count_ttl, held: Mutex::default() });
+        let limiter = Arc::new(UserLimiter {
+            connection,
+            limit,
+            ttl: config.user_count_ttl,
+            held: Mutex::default(),
+        });
         tokio::spawn(refresh_periodically(Arc::downgrade(&limiter)));
         Ok(Some(limiter))
     }
@@ -117,7 +123,13 @@ impl UserLimiter {
     /// Counts socket `sid` for `subject`; returns false, counting nothing, at the limit.
     pub async fn acquire(&self, subject: &str, sid: &str) -> Result<bool, UserLimitError> {
         let mut command = redis::cmd("EVAL");
-        command.arg(ACQUIRE_SCRIPT).arg(1).arg(user_key(subject)).arg(self.limit).arg(self.ttl_ms()).arg(sid);
+        command
+            .arg(ACQUIRE_SCRIPT)
+            .arg(1)
+            .arg(user_key(subject))
+            .arg(self.limit)
+            .arg(self.ttl_ms())
+            .arg(sid);
         let added: i64 = self.query(command).await?;
         if added == 1 {
             let mut held = self.held.lock().expect("user limit lock");
@@ -156,11 +168,18 @@ impl UserLimiter {
     async fn refresh(&self) -> Result<(), UserLimitError> {
         let held: Vec<(String, Vec<String>)> = {
             let held = self.held.lock().expect("user limit lock");
-            held.iter().map(|(subject, sids)| (subject.clone(), sids.clone())).collect()
+            held.iter()
+                .map(|(subject, sids)| (subject.clone(), sids.clone()))
+                .collect()
         };
         for (subject, sids) in held {
             let mut command = redis::cmd("EVAL");
-            command.arg(REFRESH_SCRIPT).arg(1).arg(user_key(&subject)).arg(self.ttl_ms()).arg(sids);
+            command
+                .arg(REFRESH_SCRIPT)
+                .arg(1)
+                .arg(user_key(&subject))
+                .arg(self.ttl_ms())
+                .arg(sids);
             self.query::<i64>(command).await?;
         }
         Ok(())

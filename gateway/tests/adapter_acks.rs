@@ -12,11 +12,15 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::{Value, json};
-use support::{Cluster, Clients, Pod};
+use support::{Clients, Cluster, Pod};
 
 fn acked_sids(reply: &Value) -> Vec<String> {
-    let mut sids: Vec<String> =
-        reply["acks"].as_array().unwrap().iter().map(|a| a["sid"].as_str().unwrap().to_owned()).collect();
+    let mut sids: Vec<String> = reply["acks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["sid"].as_str().unwrap().to_owned())
+        .collect();
     sids.sort();
     sids
 }
@@ -38,11 +42,19 @@ async fn broadcast_with_ack_reaches_each_member_once() {
     clients.join("a2", "both").await;
     clients.join("b2", "both").await;
 
-    let cases = [("only-a", vec![a1.clone()]), ("only-b", vec![b1.clone()]), ("both", vec![a2.clone(), b2.clone()])];
+    let cases = [
+        ("only-a", vec![a1.clone()]),
+        ("only-b", vec![b1.clone()]),
+        ("both", vec![a2.clone(), b2.clone()]),
+    ];
     for (room, members) in cases {
         let event = format!("ask-{room}");
         let reply = clients
-            .request("asker", "broadcast_with_ack", json!({"room": room, "event": event, "data": room}))
+            .request(
+                "asker",
+                "broadcast_with_ack",
+                json!({"room": room, "event": event, "data": room}),
+            )
             .await;
         assert_eq!(reply["ok"], true, "{room}: {reply}");
         let mut expected = members.clone();
@@ -53,7 +65,11 @@ async fn broadcast_with_ack_reaches_each_member_once() {
         assert_eq!(received.values().sum::<usize>(), members.len(), "{room}: {received:?}");
         assert!(received.values().all(|count| *count == 1), "{room}: {received:?}");
     }
-    assert!(pod_a.state.partial_responses().is_empty(), "{:?}", pod_a.state.partial_responses());
+    assert!(
+        pod_a.state.partial_responses().is_empty(),
+        "{:?}",
+        pod_a.state.partial_responses()
+    );
 }
 
 #[tokio::test]
@@ -66,14 +82,23 @@ async fn remote_handle_emit_with_ack_yields_one_ack() {
     let target = clients.connect("target", &_pod_b.url).await;
 
     let sockets = pod_a.io.fetch_sockets().await.unwrap();
-    let remote = sockets.into_iter().find(|s| s.data().id.to_string() == target).expect("target socket fetched");
+    let remote = sockets
+        .into_iter()
+        .find(|s| s.data().id.to_string() == target)
+        .expect("target socket fetched");
     let stream = remote.emit_with_ack::<_, Value>("ping", &json!("ping")).await.unwrap();
-    let acks: Vec<_> = tokio::time::timeout(support::WAIT, stream.collect::<Vec<_>>()).await.expect("ack stream ends");
+    let acks: Vec<_> = tokio::time::timeout(support::WAIT, stream.collect::<Vec<_>>())
+        .await
+        .expect("ack stream ends");
 
     assert_eq!(acks.len(), 1, "{acks:?}");
     let (sid, result) = &acks[0];
     assert_eq!(sid.to_string(), target);
     let ack = result.as_ref().expect("ack without error");
     assert_eq!(ack["client"], "target");
-    assert!(pod_a.state.partial_responses().is_empty(), "{:?}", pod_a.state.partial_responses());
+    assert!(
+        pod_a.state.partial_responses().is_empty(),
+        "{:?}",
+        pod_a.state.partial_responses()
+    );
 }

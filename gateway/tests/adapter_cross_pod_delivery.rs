@@ -11,7 +11,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use support::{Cluster, Clients, Pod};
+use support::{Clients, Cluster, Pod};
 
 #[tokio::test]
 async fn room_and_private_emits_cross_pods_exactly_once() {
@@ -30,11 +30,18 @@ async fn room_and_private_emits_cross_pods_exactly_once() {
     pod_a.io.to("lobby").emit("after-join", &json!({"n": 1})).await.unwrap();
 
     // A client publishes to the room through its pod.
-    let reply = clients.request("c1", "publish", json!({"room": "lobby", "event": "chat", "data": "hi"})).await;
+    let reply = clients
+        .request("c1", "publish", json!({"room": "lobby", "event": "chat", "data": "hi"}))
+        .await;
     assert_eq!(reply["ok"], true);
 
     // An emit to a socket id on the other pod.
-    pod_a.io.to(sid_2.clone()).emit("direct", &json!("to c2")).await.unwrap();
+    pod_a
+        .io
+        .to(sid_2.clone())
+        .emit("direct", &json!("to c2"))
+        .await
+        .unwrap();
 
     // Fetch sockets from pod A, then emit on the remote handle of c2.
     let sockets = pod_a.io.within("lobby").fetch_sockets().await.unwrap();
@@ -54,7 +61,11 @@ async fn room_and_private_emits_cross_pods_exactly_once() {
 
     assert_eq!(after_join.get("c1"), Some(&1), "after-join on c1: {after_join:?}");
     assert_eq!(after_join.get("c2"), Some(&1), "after-join on c2: {after_join:?}");
-    assert_eq!(after_join.get("c3"), None, "after-join on non-member c3: {after_join:?}");
+    assert_eq!(
+        after_join.get("c3"),
+        None,
+        "after-join on non-member c3: {after_join:?}"
+    );
     assert_eq!(chat.get("c1"), Some(&1), "chat on c1: {chat:?}");
     assert_eq!(chat.get("c2"), Some(&1), "chat on c2: {chat:?}");
     assert_eq!(chat.get("c3"), None, "chat on non-member c3: {chat:?}");

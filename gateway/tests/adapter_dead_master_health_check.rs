@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use socketfleet_gateway::adapter::AdapterConfig;
 use socketfleet_gateway::status::AdapterStatus;
-use support::{Cluster, Clients, Pod};
+use support::{Clients, Cluster, Pod};
 
 const ROOMS: usize = 20;
 const NAMESPACE_CHANNEL: &str = "socketfleet:ns:%2F";
@@ -31,7 +31,10 @@ fn health_check_losses(pod: &Pod) -> u64 {
 #[tokio::test]
 async fn health_check_after_failover_reads_new_master() {
     let cluster = Cluster::start(7270);
-    let config = AdapterConfig { health_interval: Duration::from_millis(500), ..AdapterConfig::default() };
+    let config = AdapterConfig {
+        health_interval: Duration::from_millis(500),
+        ..AdapterConfig::default()
+    };
     let pod = Pod::start_with(cluster.options(), config).await;
     let mut clients = Clients::spawn();
     clients.connect("m", &pod.url).await;
@@ -54,9 +57,14 @@ async fn health_check_after_failover_reads_new_master() {
         })
         .collect();
     candidates.sort_by_key(|(_, rooms)| std::cmp::Reverse(*rooms));
-    let (victim, victim_rooms) = *candidates.first().expect("a master with room channels and no namespace channel");
+    let (victim, victim_rooms) = *candidates
+        .first()
+        .expect("a master with room channels and no namespace channel");
 
-    let status = std::process::Command::new("kill").args(["-KILL", &cluster.pid(victim).to_string()]).status().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &cluster.pid(victim).to_string()])
+        .status()
+        .unwrap();
     assert!(status.success(), "kill master {victim}");
     support::eventually("cluster_state:ok with a new master", || {
         cluster.cli_any(&["cluster", "info"]).contains("cluster_state:ok") && cluster.master_ports().len() == 3
@@ -66,7 +74,13 @@ async fn health_check_after_failover_reads_new_master() {
         let channels: usize = cluster
             .master_ports()
             .iter()
-            .map(|port| cluster.cli(*port, &["pubsub", "shardchannels", "socketfleet:room:*"]).lines().filter(|c| c.contains(":room-")).count())
+            .map(|port| {
+                cluster
+                    .cli(*port, &["pubsub", "shardchannels", "socketfleet:room:*"])
+                    .lines()
+                    .filter(|c| c.contains(":room-"))
+                    .count()
+            })
             .sum();
         channels == ROOMS
     })
@@ -84,8 +98,16 @@ async fn health_check_after_failover_reads_new_master() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let losses_after = health_check_losses(&pod);
-    println!("master {victim} ({victim_rooms} rooms) killed and left down: health check losses {losses_before} -> {losses_after}");
+    println!(
+        "master {victim} ({victim_rooms} rooms) killed and left down: health check losses {losses_before} -> {losses_after}"
+    );
 
-    assert_eq!(losses_after, losses_before, "health check reported subscriptions lost that the new master has");
-    assert!(unready.is_empty(), "pod turned not ready with the subscriptions in place: {unready:?}");
+    assert_eq!(
+        losses_after, losses_before,
+        "health check reported subscriptions lost that the new master has"
+    );
+    assert!(
+        unready.is_empty(),
+        "pod turned not ready with the subscriptions in place: {unready:?}"
+    );
 }

@@ -16,7 +16,7 @@ use std::{
 
 use serde_json::json;
 use socketfleet_gateway::status::AdapterStatus;
-use support::{Cluster, Clients, Pod};
+use support::{Clients, Cluster, Pod};
 
 const ROOMS: usize = 20;
 const EVENTS_PER_ROOM_AFTER: usize = 100;
@@ -53,14 +53,28 @@ async fn master_failover_restores_room_subscriptions() {
         .into_iter()
         .map(|port| {
             let channels = cluster.cli(port, &["pubsub", "shardchannels", "socketfleet:room:*"]);
-            (port, channels.lines().filter(|c| is_test_room(c)).map(str::to_owned).collect())
+            (
+                port,
+                channels
+                    .lines()
+                    .filter(|c| is_test_room(c))
+                    .map(str::to_owned)
+                    .collect(),
+            )
         })
         .collect();
     on_master.sort_by_key(|(_, channels)| std::cmp::Reverse(channels.len()));
     let (victim, victim_channels) = on_master[0].clone();
-    let victim_rooms: BTreeSet<String> =
-        victim_channels.iter().filter_map(|c| c.rsplit(':').next()).filter(|r| r.starts_with("room-")).map(str::to_owned).collect();
-    assert!(victim_rooms.len() >= 3, "master {victim} owns too few rooms: {on_master:?}");
+    let victim_rooms: BTreeSet<String> = victim_channels
+        .iter()
+        .filter_map(|c| c.rsplit(':').next())
+        .filter(|r| r.starts_with("room-"))
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        victim_rooms.len() >= 3,
+        "master {victim} owns too few rooms: {on_master:?}"
+    );
     let lost_before = metric(&member_pod, "socketfleet_adapter_subscriptions_lost_total");
 
     // Readiness of the member pod, sampled every 10 ms: when it turned false and true again.
@@ -82,7 +96,10 @@ async fn master_failover_restores_room_subscriptions() {
 
     // Kill the master and keep publishing numbered events for 15 s.
     let killed_at = Instant::now();
-    let status = std::process::Command::new("kill").args(["-KILL", &cluster.pid(victim).to_string()]).status().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &cluster.pid(victim).to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let mut sent: Vec<(u64, String, Duration, bool)> = Vec::new();
     let mut seen_unready = false;
@@ -113,8 +130,10 @@ async fn master_failover_restores_room_subscriptions() {
         *received.entry(n).or_default() += 1;
     }
     let failed: Vec<u64> = sent.iter().filter(|(_, _, _, ok)| !ok).map(|(n, ..)| *n).collect();
-    let lost: Vec<&(u64, String, Duration, bool)> =
-        sent.iter().filter(|(n, _, _, ok)| *ok && !received.contains_key(n)).collect();
+    let lost: Vec<&(u64, String, Duration, bool)> = sent
+        .iter()
+        .filter(|(n, _, _, ok)| *ok && !received.contains_key(n))
+        .collect();
     let last_problem = sent
         .iter()
         .filter(|(n, _, _, ok)| !ok || !received.contains_key(n))
@@ -143,36 +162,68 @@ async fn master_failover_restores_room_subscriptions() {
         ready_again_at.unwrap_or_default().as_secs_f64(),
     );
     for (n, room, at, _) in &lost {
-        println!("lost event {n} to {room}, sent {:.2} s after the kill", at.as_secs_f64());
+        println!(
+            "lost event {n} to {room}, sent {:.2} s after the kill",
+            at.as_secs_f64()
+        );
     }
     assert!(duplicates.is_empty(), "duplicated events: {duplicates:?}");
     for (_, room, _, _) in &lost {
-        assert!(victim_rooms.contains(room), "an event to {room}, not on the killed master, was lost");
+        assert!(
+            victim_rooms.contains(room),
+            "an event to {room}, not on the killed master, was lost"
+        );
     }
 
     // After recovery every event arrives exactly once.
     for round in 0..EVENTS_PER_ROOM_AFTER {
         for room in &rooms {
             sequence += 1;
-            publisher.io.to(room.clone()).emit("after", &json!({"n": sequence, "round": round})).await.unwrap();
+            publisher
+                .io
+                .to(room.clone())
+                .emit("after", &json!({"n": sequence, "round": round}))
+                .await
+                .unwrap();
         }
     }
     let after = clients.count_numbered("after", Duration::from_secs(3)).await;
     let distinct: BTreeSet<u64> = after.iter().copied().collect();
-    assert_eq!(after.len(), ROOMS * EVENTS_PER_ROOM_AFTER, "events after recovery (with duplicates)");
-    assert_eq!(distinct.len(), ROOMS * EVENTS_PER_ROOM_AFTER, "distinct events after recovery");
+    assert_eq!(
+        after.len(),
+        ROOMS * EVENTS_PER_ROOM_AFTER,
+        "events after recovery (with duplicates)"
+    );
+    assert_eq!(
+        distinct.len(),
+        ROOMS * EVENTS_PER_ROOM_AFTER,
+        "distinct events after recovery"
+    );
 
     // The loss was counted and repaired channel by channel; nothing was dropped from the queue.
     assert!(seen_unready, "readiness turned false while subscriptions were lost");
     let lost_after = metric(&member_pod, "socketfleet_adapter_subscriptions_lost_total");
     assert!(lost_after > lost_before, "lost subscriptions were counted");
     let resubscribed = member_pod.state.metrics().resubscribed_total();
-    assert!(resubscribed >= victim_rooms.len() as u64, "resubscribed {resubscribed} for {} rooms", victim_rooms.len());
+    assert!(
+        resubscribed >= victim_rooms.len() as u64,
+        "resubscribed {resubscribed} for {} rooms",
+        victim_rooms.len()
+    );
     assert_eq!(member_pod.state.metrics().dropped_total(), 0);
     let channels: usize = cluster
         .master_ports()
         .iter()
-        .map(|port| cluster.cli(*port, &["pubsub", "shardchannels", "socketfleet:room:*"]).lines().filter(|c| is_test_room(c)).count())
+        .map(|port| {
+            cluster
+                .cli(*port, &["pubsub", "shardchannels", "socketfleet:room:*"])
+                .lines()
+                .filter(|c| is_test_room(c))
+                .count()
+        })
         .sum();
-    assert_eq!(channels, ROOMS, "every room channel is subscribed on the current masters");
+    assert_eq!(
+        channels, ROOMS,
+        "every room channel is subscribed on the current masters"
+    );
 }

@@ -12,7 +12,7 @@ use std::{
 };
 
 use serde_json::json;
-use support::{Cluster, Clients};
+use support::{Clients, Cluster};
 
 struct Gateway {
     child: Child,
@@ -34,17 +34,37 @@ fn free_port() -> u16 {
 fn start_gateway(redis_url: &str) -> Gateway {
     let (port, admin_port) = (free_port(), free_port());
     let child = Command::new(env!("CARGO_BIN_EXE_socketfleet-gateway"))
-        .args(["--bind-address", "127.0.0.1", "--port", &port.to_string(), "--admin-port", &admin_port.to_string()])
-        .args(["--redis-url", redis_url, "--redis-mode", "cluster", "--publish-token", "test-token"])
+        .args([
+            "--bind-address",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--admin-port",
+            &admin_port.to_string(),
+        ])
+        .args([
+            "--redis-url",
+            redis_url,
+            "--redis-mode",
+            "cluster",
+            "--publish-token",
+            "test-token",
+        ])
         .stdout(Stdio::null())
         .spawn()
         .expect("start socketfleet-gateway");
-    Gateway { child, port, admin_port }
+    Gateway {
+        child,
+        port,
+        admin_port,
+    }
 }
 
 async fn http(port: u16, request: String) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect to the admin port");
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect to the admin port");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
@@ -52,7 +72,11 @@ async fn http(port: u16, request: String) -> String {
 }
 
 async fn get(port: u16, path: &str) -> String {
-    http(port, format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")).await
+    http(
+        port,
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -63,12 +87,18 @@ async fn gateways_share_rooms_through_redis_cluster() {
     for gateway in &gateways {
         let deadline = tokio::time::Instant::now() + support::WAIT;
         loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", gateway.admin_port)).await.is_ok()
+            if tokio::net::TcpStream::connect(("127.0.0.1", gateway.admin_port))
+                .await
+                .is_ok()
                 && get(gateway.admin_port, "/readyz").await.starts_with("HTTP/1.1 200")
             {
                 break;
             }
-            assert!(tokio::time::Instant::now() < deadline, "gateway on {} never became ready", gateway.port);
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "gateway on {} never became ready",
+                gateway.port
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -76,15 +106,32 @@ async fn gateways_share_rooms_through_redis_cluster() {
     let mut clients = Clients::spawn();
     for (index, gateway) in gateways.iter().enumerate() {
         let name = format!("c{index}");
-        clients.connect_on(&name, &format!("http://127.0.0.1:{}/", gateway.port), "connect").await;
+        clients
+            .connect_on(&name, &format!("http://127.0.0.1:{}/", gateway.port), "connect")
+            .await;
         clients.join(&name, "lobby").await;
     }
-    clients.connect_on("outsider", &format!("http://127.0.0.1:{}/", gateways[1].port), "connect").await;
+    clients
+        .connect_on(
+            "outsider",
+            &format!("http://127.0.0.1:{}/", gateways[1].port),
+            "connect",
+        )
+        .await;
 
-    let reply = clients.request("c0", "publish", json!({"room": "lobby", "event": "chat", "data": "hello"})).await;
+    let reply = clients
+        .request(
+            "c0",
+            "publish",
+            json!({"room": "lobby", "event": "chat", "data": "hello"}),
+        )
+        .await;
     assert_eq!(reply["ok"], true, "{reply}");
     let chat = clients.count_events("chat", Duration::from_millis(800)).await;
-    assert_eq!(chat, [("c0".to_owned(), 1), ("c1".to_owned(), 1), ("c2".to_owned(), 1)].into());
+    assert_eq!(
+        chat,
+        [("c0".to_owned(), 1), ("c1".to_owned(), 1), ("c2".to_owned(), 1)].into()
+    );
 
     let body = json!({"room": "lobby", "event": "news", "data": {"n": 1}}).to_string();
     let response = http(
@@ -97,9 +144,15 @@ async fn gateways_share_rooms_through_redis_cluster() {
     .await;
     assert!(response.starts_with("HTTP/1.1 2"), "{response}");
     let news = clients.count_events("news", Duration::from_millis(800)).await;
-    assert_eq!(news, [("c0".to_owned(), 1), ("c1".to_owned(), 1), ("c2".to_owned(), 1)].into());
+    assert_eq!(
+        news,
+        [("c0".to_owned(), 1), ("c1".to_owned(), 1), ("c2".to_owned(), 1)].into()
+    );
 
     let metrics = get(gateways[0].admin_port, "/metrics").await;
-    assert!(metrics.contains("socketfleet_adapter_dropped_total{reason=\"queue_full\"} 0"), "{metrics}");
+    assert!(
+        metrics.contains("socketfleet_adapter_dropped_total{reason=\"queue_full\"} 0"),
+        "{metrics}"
+    );
     assert!(metrics.contains("redis_pubsub_channels"), "{metrics}");
 }

@@ -10,7 +10,7 @@ mod support;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
-use support::{Cluster, Clients, Pod};
+use support::{Clients, Cluster, Pod};
 
 const RATE: u64 = 200;
 const SECONDS: u64 = 10;
@@ -33,7 +33,12 @@ async fn cross_pod_broadcast_latency() {
     let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / RATE));
     for n in 0..total {
         ticker.tick().await;
-        pod_a.io.to("latency").emit("probe", &json!({"n": n, "sent": now_ms()})).await.unwrap();
+        pod_a
+            .io
+            .to("latency")
+            .emit("probe", &json!({"n": n, "sent": now_ms()}))
+            .await
+            .unwrap();
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let _ = clients.count_events("none", Duration::from_millis(500)).await;

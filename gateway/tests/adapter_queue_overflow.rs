@@ -7,13 +7,16 @@ mod support;
 
 use serde_json::json;
 use socketfleet_gateway::{adapter::AdapterConfig, status::AdapterStatus};
-use support::{Cluster, Clients, Pod};
+use support::{Clients, Cluster, Pod};
 
 #[tokio::test]
 async fn full_queue_drops_are_counted_and_unready() {
     let cluster = Cluster::start(7230);
     let publisher = Pod::start(cluster.options()).await;
-    let tiny = AdapterConfig { queue_capacity: 2, ..AdapterConfig::default() };
+    let tiny = AdapterConfig {
+        queue_capacity: 2,
+        ..AdapterConfig::default()
+    };
     let member_pod = Pod::start_with(cluster.options(), tiny).await;
     let mut clients = Clients::spawn();
     clients.connect("m", &member_pod.url).await;
@@ -28,11 +31,17 @@ async fn full_queue_drops_are_counted_and_unready() {
         result.unwrap();
     }
 
-    support::eventually("a queue_full drop to be counted", || member_pod.state.metrics().dropped_total() > 0).await;
+    support::eventually("a queue_full drop to be counted", || {
+        member_pod.state.metrics().dropped_total() > 0
+    })
+    .await;
     assert!(!member_pod.state.healthy(), "readiness is false after drops");
     let reason = member_pod.state.unhealthy_reason().unwrap();
     assert!(reason.contains("queue"), "{reason}");
     let mut metrics = String::new();
     member_pod.state.render_metrics(&mut metrics);
-    assert!(!metrics.contains("socketfleet_adapter_dropped_total{reason=\"queue_full\"} 0\n"), "{metrics}");
+    assert!(
+        !metrics.contains("socketfleet_adapter_dropped_total{reason=\"queue_full\"} 0\n"),
+        "{metrics}"
+    );
 }

@@ -15,12 +15,15 @@ use socketioxide_core::{
     Uid,
     adapter::remote_packet::{RequestOut, RequestTypeOut},
 };
-use support::{Cluster, Clients, Pod};
+use support::{Clients, Cluster, Pod};
 
 #[tokio::test]
 async fn fetch_sockets_names_silent_peers() {
     let cluster = Cluster::start(7140);
-    let config = AdapterConfig { request_timeout: Duration::from_secs(1), ..AdapterConfig::default() };
+    let config = AdapterConfig {
+        request_timeout: Duration::from_secs(1),
+        ..AdapterConfig::default()
+    };
 
     // Alone: local results at once, no partial response.
     let pod_a = Pod::start_with(cluster.options(), config.clone()).await;
@@ -41,18 +44,34 @@ async fn fetch_sockets_names_silent_peers() {
         assert_eq!(sockets.len(), 4, "fetch sockets from {}", pod.url);
         let rooms = pod.io.rooms().await.unwrap();
         assert_eq!(rooms.len(), 4, "each socket's own room, from {}: {rooms:?}", pod.url);
-        assert!(pod.state.partial_responses().is_empty(), "{:?}", pod.state.partial_responses());
+        assert!(
+            pod.state.partial_responses().is_empty(),
+            "{:?}",
+            pod.state.partial_responses()
+        );
     }
 
     // A silent peer: subscribed to the namespace channel, announced by a heartbeat, never responds.
     let silent = Uid::new();
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    let client = ClusterClientBuilder::new(cluster.urls()).use_protocol(ProtocolVersion::RESP3).push_sender(tx).build().unwrap();
+    let client = ClusterClientBuilder::new(cluster.urls())
+        .use_protocol(ProtocolVersion::RESP3)
+        .push_sender(tx)
+        .build()
+        .unwrap();
     let mut connection = client.get_async_connection().await.unwrap();
     connection.ssubscribe("socketfleet:ns:%2F").await.unwrap();
     let heartbeat = rmp_serde::to_vec_named(&RequestOut::new_empty(silent, RequestTypeOut::Heartbeat)).unwrap();
-    let _: usize = redis::cmd("SPUBLISH").arg("socketfleet:ns:%2F").arg(heartbeat).query_async(&mut connection).await.unwrap();
-    support::eventually("pod A to hear the silent peer's heartbeat", || pod_a.state.peers("/").contains(&silent)).await;
+    let _: usize = redis::cmd("SPUBLISH")
+        .arg("socketfleet:ns:%2F")
+        .arg(heartbeat)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    support::eventually("pod A to hear the silent peer's heartbeat", || {
+        pod_a.state.peers("/").contains(&silent)
+    })
+    .await;
 
     let sockets = pod_a.io.fetch_sockets().await.unwrap();
     assert_eq!(sockets.len(), 4, "answers of the live pods are kept");

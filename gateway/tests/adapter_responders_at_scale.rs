@@ -7,7 +7,7 @@ mod support;
 
 use futures::StreamExt;
 use serde_json::Value;
-use support::{Cluster, Clients, Pod};
+use support::{Clients, Cluster, Pod};
 
 const PODS: usize = 3;
 const SOCKETS_PER_POD: usize = 300;
@@ -21,7 +21,9 @@ async fn fetch_and_acks_count_all_sockets() {
     }
     let mut clients = Clients::spawn();
     for (index, pod) in pods.iter().enumerate() {
-        clients.connect_many(&format!("p{index}-"), SOCKETS_PER_POD, &pod.url, "all").await;
+        clients
+            .connect_many(&format!("p{index}-"), SOCKETS_PER_POD, &pod.url, "all")
+            .await;
     }
     let total = PODS * SOCKETS_PER_POD;
 
@@ -30,15 +32,30 @@ async fn fetch_and_acks_count_all_sockets() {
         assert_eq!(sockets.len(), total, "fetch sockets from pod {index}");
 
         let event = format!("ask-{index}");
-        let stream = pod.io.within("all").emit_with_ack::<_, Value>(&event, &index).await.unwrap();
-        let acks: Vec<_> = tokio::time::timeout(support::WAIT, stream.collect::<Vec<_>>()).await.expect("ack stream ends");
+        let stream = pod
+            .io
+            .within("all")
+            .emit_with_ack::<_, Value>(&event, &index)
+            .await
+            .unwrap();
+        let acks: Vec<_> = tokio::time::timeout(support::WAIT, stream.collect::<Vec<_>>())
+            .await
+            .expect("ack stream ends");
         assert_eq!(acks.len(), total, "acks of the broadcast from pod {index}");
         assert!(acks.iter().all(|(_, result)| result.is_ok()), "every ack without error");
-        assert!(pod.state.partial_responses().is_empty(), "pod {index}: {:?}", pod.state.partial_responses());
+        assert!(
+            pod.state.partial_responses().is_empty(),
+            "pod {index}: {:?}",
+            pod.state.partial_responses()
+        );
     }
 
     let counts = clients.bulk_counts().await;
     for index in 0..PODS {
-        assert_eq!(counts[format!("ask-{index}")], total, "deliveries of ask-{index}: {counts}");
+        assert_eq!(
+            counts[format!("ask-{index}")],
+            total,
+            "deliveries of ask-{index}: {counts}"
+        );
     }
 }

@@ -10,7 +10,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use support::{Cluster, Clients, Pod};
+use support::{Clients, Cluster, Pod};
 
 const ITERATIONS: usize = 200;
 
@@ -24,7 +24,11 @@ fn channels_gauge(pod: &Pod) -> u64 {
 }
 
 fn churn_channels(cluster: &Cluster) -> Vec<String> {
-    cluster.shard_channels().into_iter().filter(|c| c.contains(":churn-")).collect()
+    cluster
+        .shard_channels()
+        .into_iter()
+        .filter(|c| c.contains(":churn-"))
+        .collect()
 }
 
 #[tokio::test]
@@ -39,7 +43,12 @@ async fn room_churn_returns_to_baseline() {
     for i in 0..ITERATIONS {
         let room = format!("churn-{i}");
         clients.join("m", &room).await;
-        publisher.io.to(room.clone()).emit("tick", &json!({"n": i})).await.unwrap();
+        publisher
+            .io
+            .to(room.clone())
+            .emit("tick", &json!({"n": i}))
+            .await
+            .unwrap();
         let data = clients.event("m", "tick").await;
         assert_eq!(data["n"], i, "iteration {i}");
         clients.leave("m", &room).await;
@@ -48,7 +57,11 @@ async fn room_churn_returns_to_baseline() {
     assert_eq!(channels_gauge(&member_pod), baseline, "channel gauge back to baseline");
     let local_rooms = member_pod.io.local().rooms().await.unwrap();
     assert!(local_rooms.iter().all(|r| !r.starts_with("churn-")), "{local_rooms:?}");
-    assert_eq!(churn_channels(&cluster), Vec::<String>::new(), "shard channels left on the masters");
+    assert_eq!(
+        churn_channels(&cluster),
+        Vec::<String>::new(),
+        "shard channels left on the masters"
+    );
     let extra = clients.count_events("tick", Duration::from_millis(300)).await;
     assert!(extra.is_empty(), "duplicate deliveries: {extra:?}");
 }
@@ -64,7 +77,10 @@ async fn join_after_disconnect_leaves_nothing() {
 
     // The client goes away while a join handler is still waiting (for an auth lookup, say).
     clients.close("late").await;
-    support::eventually("pod B to remove the socket", || pod_b.io.get_socket(socket.id).is_none()).await;
+    support::eventually("pod B to remove the socket", || {
+        pod_b.io.get_socket(socket.id).is_none()
+    })
+    .await;
     socket.local().join("r1").await.unwrap();
 
     support::eventually("the late join's subscription to go", || {

@@ -11,7 +11,7 @@ use std::{collections::HashMap, time::Duration};
 
 use serde_json::json;
 use socketfleet_gateway::adapter::{AdapterConfig, channel::ChannelKind};
-use support::{Cluster, Clients, Pod};
+use support::{Clients, Cluster, Pod};
 
 const PODS: usize = 3;
 const ROOMS_PER_POD: usize = 4;
@@ -47,45 +47,75 @@ async fn pods_read_only_rooms_they_serve() {
             members.insert(room, client);
         }
     }
-    let before: Vec<(u64, u64)> = pods.iter().map(|p| p.state.metrics().received(ChannelKind::Room)).collect();
+    let before: Vec<(u64, u64)> = pods
+        .iter()
+        .map(|p| p.state.metrics().received(ChannelKind::Room))
+        .collect();
 
     for round in 0..EVENTS_PER_ROOM {
         for room in members.keys() {
-            publisher.io.to(room.clone()).emit("news", &json!({"room": room, "round": round})).await.unwrap();
+            publisher
+                .io
+                .to(room.clone())
+                .emit("news", &json!({"room": room, "round": round}))
+                .await
+                .unwrap();
         }
     }
     let received = clients.count_events("news", Duration::from_secs(2)).await;
 
     for client in members.values() {
-        assert_eq!(received.get(client), Some(&EVENTS_PER_ROOM), "events of {client}: {received:?}");
+        assert_eq!(
+            received.get(client),
+            Some(&EVENTS_PER_ROOM),
+            "events of {client}: {received:?}"
+        );
     }
     for (index, pod) in pods.iter().enumerate() {
         let (messages, bytes) = pod.state.metrics().received(ChannelKind::Room);
         let (messages, bytes) = (messages - before[index].0, bytes - before[index].1);
         println!("pod {index}: {messages} room messages, {bytes} bytes read from redis");
-        assert_eq!(messages, (ROOMS_PER_POD * EVENTS_PER_ROOM) as u64, "room messages read by pod {index}");
+        assert_eq!(
+            messages,
+            (ROOMS_PER_POD * EVENTS_PER_ROOM) as u64,
+            "room messages read by pod {index}"
+        );
         assert!(bytes > 0);
     }
     let (publisher_messages, _) = publisher.state.metrics().received(ChannelKind::Room);
-    assert_eq!(publisher_messages, 0, "the publisher has no members and reads no room traffic");
+    assert_eq!(
+        publisher_messages, 0,
+        "the publisher has no members and reads no room traffic"
+    );
 }
 
 #[tokio::test]
 async fn room_channels_spread_over_masters() {
     let cluster = Cluster::start(7160);
     // Heartbeats are SPUBLISHed too; a long interval keeps them out of the measured window.
-    let quiet = AdapterConfig { heartbeat_interval: Duration::from_secs(3600), ..AdapterConfig::default() };
+    let quiet = AdapterConfig {
+        heartbeat_interval: Duration::from_secs(3600),
+        ..AdapterConfig::default()
+    };
     let publisher = Pod::start_with(cluster.options(), quiet).await;
     let masters = cluster.master_ports();
     assert_eq!(masters.len(), 3);
     let before: Vec<u64> = masters.iter().map(|port| spublish_calls(&cluster, *port)).collect();
 
     for index in 0..60 {
-        publisher.io.to(format!("room-{index}")).emit("news", &index).await.unwrap();
+        publisher
+            .io
+            .to(format!("room-{index}"))
+            .emit("news", &index)
+            .await
+            .unwrap();
     }
 
-    let per_master: Vec<u64> =
-        masters.iter().zip(&before).map(|(port, before)| spublish_calls(&cluster, *port) - before).collect();
+    let per_master: Vec<u64> = masters
+        .iter()
+        .zip(&before)
+        .map(|(port, before)| spublish_calls(&cluster, *port) - before)
+        .collect();
     println!("SPUBLISH calls per master for 60 rooms: {per_master:?}");
     assert_eq!(per_master.iter().sum::<u64>(), 60);
     let mean = 60.0 / 3.0;

@@ -20,7 +20,9 @@ async fn standalone_redis_carries_cross_pod_traffic() {
     clients.join("a1", "lobby").await;
     clients.join("b1", "lobby").await;
 
-    let reply = clients.request("a1", "publish", json!({"room": "lobby", "event": "chat", "data": "hi"})).await;
+    let reply = clients
+        .request("a1", "publish", json!({"room": "lobby", "event": "chat", "data": "hi"}))
+        .await;
     assert_eq!(reply["ok"], true);
     pod_a.io.to(b1.clone()).emit("direct", &"to b1").await.unwrap();
     let chat = clients.count_events("chat", Duration::from_millis(500)).await;
@@ -31,7 +33,13 @@ async fn standalone_redis_carries_cross_pod_traffic() {
     let sockets = pod_a.io.within("lobby").fetch_sockets().await.unwrap();
     assert_eq!(sockets.len(), 2);
 
-    let reply = clients.request("a1", "broadcast_with_ack", json!({"room": "lobby", "event": "ask", "data": 1})).await;
+    let reply = clients
+        .request(
+            "a1",
+            "broadcast_with_ack",
+            json!({"room": "lobby", "event": "ask", "data": 1}),
+        )
+        .await;
     assert_eq!(reply["acks"].as_array().unwrap().len(), 2, "{reply}");
     assert!(pod_a.state.partial_responses().is_empty());
     assert_eq!(pod_a.state.metrics().dropped_total(), 0);

@@ -75,7 +75,10 @@ async fn metrics_use_the_documented_names() {
         assert!(body.contains(&format!("# TYPE {name} ")), "missing {name} in\n{body}");
     }
     // The same series as the fleet adapter renders, so one alert covers both adapters.
-    assert!(body.contains("socketfleet_adapter_dropped_total{reason=\"queue_full\"} 0\n"), "{body}");
+    assert!(
+        body.contains("socketfleet_adapter_dropped_total{reason=\"queue_full\"} 0\n"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -95,8 +98,16 @@ async fn publish_api_maps_errors_to_status_codes() {
         (Some("secret"), "{", StatusCode::BAD_REQUEST),
         (Some("secret"), r#"{"event":"connect"}"#, StatusCode::BAD_REQUEST),
         (Some("secret"), r#"{"event":"e","room":""}"#, StatusCode::BAD_REQUEST),
-        (Some("secret"), r#"{"event":"e","namespace":"/other"}"#, StatusCode::NOT_FOUND),
-        (Some("secret"), r#"{"event":"e","room":"r","data":[1]}"#, StatusCode::ACCEPTED),
+        (
+            Some("secret"),
+            r#"{"event":"e","namespace":"/other"}"#,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Some("secret"),
+            r#"{"event":"e","room":"r","data":[1]}"#,
+            StatusCode::ACCEPTED,
+        ),
     ];
     for (token, body, expected) in cases {
         let (status, answer) = send(&router, publish(token, body)).await;

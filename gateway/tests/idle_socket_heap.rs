@@ -69,18 +69,29 @@ fn connect_socket(address: SocketAddr) -> TcpStream {
 
     let mut buffer = [0u8; 2048];
     // The 101 response and the engine.io open packet `0{"sid":...}` in a text frame.
-    let filled = read_until(&mut stream, &mut buffer, 0, |bytes| contains(bytes, b"\r\n\r\n") && contains(bytes, b"0{\""));
-    assert!(buffer[..filled].starts_with(b"HTTP/1.1 101"), "upgrade was not accepted");
+    let filled = read_until(&mut stream, &mut buffer, 0, |bytes| {
+        contains(bytes, b"\r\n\r\n") && contains(bytes, b"0{\"")
+    });
+    assert!(
+        buffer[..filled].starts_with(b"HTTP/1.1 101"),
+        "upgrade was not accepted"
+    );
 
     // A masked text frame `40` with a zero mask key: connect to the main namespace.
-    stream.write_all(&[0x81, 0x82, 0, 0, 0, 0, b'4', b'0']).expect("send the namespace connect");
+    stream
+        .write_all(&[0x81, 0x82, 0, 0, 0, 0, b'4', b'0'])
+        .expect("send the namespace connect");
     read_until(&mut stream, &mut buffer, filled, |bytes| contains(bytes, b"40{\""));
     stream
 }
 
 #[test]
 fn idle_socket_heap_stays_under_budget() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let config = Config::try_parse_from([
         "socketfleet-gateway",
         "--port",
@@ -91,7 +102,9 @@ fn idle_socket_heap_stays_under_budget() {
         "127.0.0.1",
     ])
     .expect("test flags parse");
-    let listeners = runtime.block_on(Listeners::bind(&config)).expect("bind the gateway's ports");
+    let listeners = runtime
+        .block_on(Listeners::bind(&config))
+        .expect("bind the gateway's ports");
     let address = listeners.socket.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = runtime.spawn(server::run(config, listeners, async move {

@@ -42,8 +42,14 @@ async fn oversized_body_gets_json_413() {
 
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
-    assert_eq!(content_type.as_ref().map(|v| v.to_str().unwrap()), Some("application/json"));
+    assert_eq!(
+        content_type.as_ref().map(|v| v.to_str().unwrap()),
+        Some("application/json")
+    );
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     let json: Value = serde_json::from_slice(&bytes).expect("the body is JSON");
-    assert!(json["error"].as_str().unwrap().contains("--max-payload-bytes"), "{json}");
+    assert!(
+        json["error"].as_str().unwrap().contains("--max-payload-bytes"),
+        "{json}"
+    );
 }

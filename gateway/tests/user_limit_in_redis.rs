@@ -18,13 +18,25 @@ impl RedisServer {
     fn start() -> RedisServer {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server is installed by scripts/deps.sh");
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "timed out waiting for redis-server on port {port}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for redis-server on port {port}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         RedisServer { child, port }
@@ -40,7 +52,10 @@ impl Drop for RedisServer {
 
 async fn limiter(redis: &RedisServer, limit: u32, ttl: &str) -> std::sync::Arc<UserLimiter> {
     let config = Config::from_env_pairs([
-        ("SOCKETFLEET_REDIS_URL".to_string(), format!("redis://127.0.0.1:{}", redis.port)),
+        (
+            "SOCKETFLEET_REDIS_URL".to_string(),
+            format!("redis://127.0.0.1:{}", redis.port),
+        ),
         ("SOCKETFLEET_REDIS_MODE".to_string(), "standalone".to_string()),
         ("SOCKETFLEET_MAX_CONNECTIONS_PER_USER".to_string(), limit.to_string()),
         ("SOCKETFLEET_USER_COUNT_TTL".to_string(), ttl.to_string()),
@@ -48,7 +63,10 @@ async fn limiter(redis: &RedisServer, limit: u32, ttl: &str) -> std::sync::Arc<U
         ("SOCKETFLEET_AUTH_KEY_FILE".to_string(), "/unused".to_string()),
     ])
     .unwrap();
-    UserLimiter::from_config(&config).await.unwrap().expect("limit configured")
+    UserLimiter::from_config(&config)
+        .await
+        .unwrap()
+        .expect("limit configured")
 }
 
 #[tokio::test]
@@ -59,8 +77,14 @@ async fn limit_is_shared_by_pods_and_freed_on_release() {
 
     assert!(pod_a.acquire("alice", "sid-a1").await.unwrap());
     assert!(pod_b.acquire("alice", "sid-b1").await.unwrap());
-    assert!(!pod_a.acquire("alice", "sid-a2").await.unwrap(), "third socket must be rejected");
-    assert!(pod_b.acquire("bob", "sid-b2").await.unwrap(), "other users are counted apart");
+    assert!(
+        !pod_a.acquire("alice", "sid-a2").await.unwrap(),
+        "third socket must be rejected"
+    );
+    assert!(
+        pod_b.acquire("bob", "sid-b2").await.unwrap(),
+        "other users are counted apart"
+    );
     assert_eq!(pod_a.count("alice").await.unwrap(), 2);
 
     pod_b.release("alice", "sid-b1").await;
@@ -84,7 +108,10 @@ async fn counts_of_a_dead_pod_expire() {
         if survivor.acquire("carol", "sid-1").await.unwrap() {
             break;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for the dead pod's count to expire");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for the dead pod's count to expire"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }

@@ -12,10 +12,10 @@ use k8s_openapi::api::autoscaling::v2::{
     PodsMetricSource, ResourceMetricSource,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
-    KeyToPath, Lifecycle, LifecycleHandler, SleepAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
-    SecretKeySelector, SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec as CoreServiceSpec,
-    TopologySpreadConstraint, Volume, VolumeMount,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath,
+    Lifecycle, LifecycleHandler, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext, Service, ServicePort,
+    ServiceSpec as CoreServiceSpec, SleepAction, TopologySpreadConstraint, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -155,8 +155,18 @@ pub fn deployment(
     let delay = spec.drain.endpoint_removal_delay_seconds;
     let container = Container {
         name: CONTAINER_NAME.to_owned(),
-        image: Some(spec.gateway.image.clone().unwrap_or_else(|| settings.gateway_image.clone())),
-        image_pull_policy: Some(spec.gateway.image_pull_policy.clone().unwrap_or_else(|| "IfNotPresent".to_owned())),
+        image: Some(
+            spec.gateway
+                .image
+                .clone()
+                .unwrap_or_else(|| settings.gateway_image.clone()),
+        ),
+        image_pull_policy: Some(
+            spec.gateway
+                .image_pull_policy
+                .clone()
+                .unwrap_or_else(|| "IfNotPresent".to_owned()),
+        ),
         ports: Some(vec![
             container_port("socket", SOCKET_PORT),
             container_port("admin", ADMIN_PORT),
@@ -170,7 +180,9 @@ pub fn deployment(
         volume_mounts: Some(mounts),
         lifecycle: (delay > 0).then(|| Lifecycle {
             pre_stop: Some(LifecycleHandler {
-                sleep: Some(SleepAction { seconds: i64::from(delay) }),
+                sleep: Some(SleepAction {
+                    seconds: i64::from(delay),
+                }),
                 ..LifecycleHandler::default()
             }),
             ..Lifecycle::default()
@@ -235,7 +247,8 @@ pub fn deployment(
 /// as files or `secretKeyRef` variables.
 pub fn gateway_config(rtns: &RealtimeNamespace) -> Result<GatewayConfig, BuildError> {
     let spec = &rtns.spec;
-    let mut config = GatewayConfig::from_env_pairs(Vec::new()).map_err(|err| BuildError::GatewayConfig(err.to_string()))?;
+    let mut config =
+        GatewayConfig::from_env_pairs(Vec::new()).map_err(|err| BuildError::GatewayConfig(err.to_string()))?;
 
     config.port = SOCKET_PORT as u16;
     config.admin_port = ADMIN_PORT as u16;
@@ -295,7 +308,11 @@ pub fn redis_url_from_endpoints(rtns: &RealtimeNamespace) -> Option<String> {
         return None;
     }
     let scheme = if redis.tls { "rediss" } else { "redis" };
-    let urls: Vec<String> = redis.endpoints.iter().map(|endpoint| format!("{scheme}://{endpoint}")).collect();
+    let urls: Vec<String> = redis
+        .endpoints
+        .iter()
+        .map(|endpoint| format!("{scheme}://{endpoint}"))
+        .collect();
     Some(urls.join(","))
 }
 
@@ -314,7 +331,11 @@ fn gateway_environment(rtns: &RealtimeNamespace) -> Result<PodEnvironment, Build
     let mut env: Vec<EnvVar> = config
         .to_env()
         .into_iter()
-        .map(|(name, value)| EnvVar { name, value: Some(value), ..EnvVar::default() })
+        .map(|(name, value)| EnvVar {
+            name,
+            value: Some(value),
+            ..EnvVar::default()
+        })
         .collect();
 
     // A URL with credentials stays in its Secret; the kubelet resolves it at pod start.
@@ -335,7 +356,10 @@ fn gateway_environment(rtns: &RealtimeNamespace) -> Result<PodEnvironment, Build
 
     let mut volumes = vec![Volume {
         name: "tmp".to_owned(),
-        empty_dir: Some(EmptyDirVolumeSource { size_limit: Some(Quantity("64Mi".to_owned())), ..EmptyDirVolumeSource::default() }),
+        empty_dir: Some(EmptyDirVolumeSource {
+            size_limit: Some(Quantity("64Mi".to_owned())),
+            ..EmptyDirVolumeSource::default()
+        }),
         ..Volume::default()
     }];
     let mut mounts = vec![VolumeMount {
@@ -344,8 +368,18 @@ fn gateway_environment(rtns: &RealtimeNamespace) -> Result<PodEnvironment, Build
         ..VolumeMount::default()
     }];
     let secret_files = [
-        ("redis-password", "redis", "password", spec.redis.password_secret_ref.as_ref()),
-        ("publish-token", "publish", "token", spec.publish.as_ref().map(|p| &p.token_secret_ref)),
+        (
+            "redis-password",
+            "redis",
+            "password",
+            spec.redis.password_secret_ref.as_ref(),
+        ),
+        (
+            "publish-token",
+            "publish",
+            "token",
+            spec.publish.as_ref().map(|p| &p.token_secret_ref),
+        ),
         ("auth-key", "auth", "key", spec.auth.as_ref().map(|a| &a.secret_ref)),
     ];
     for (volume, directory, file, secret) in secret_files {
@@ -354,7 +388,11 @@ fn gateway_environment(rtns: &RealtimeNamespace) -> Result<PodEnvironment, Build
             name: volume.to_owned(),
             secret: Some(SecretVolumeSource {
                 secret_name: Some(secret.name.clone()),
-                items: Some(vec![KeyToPath { key: secret.key.clone(), path: file.to_owned(), ..KeyToPath::default() }]),
+                items: Some(vec![KeyToPath {
+                    key: secret.key.clone(),
+                    path: file.to_owned(),
+                    ..KeyToPath::default()
+                }]),
                 default_mode: Some(0o440),
                 optional: Some(false),
                 ..SecretVolumeSource::default()
@@ -372,7 +410,10 @@ fn gateway_environment(rtns: &RealtimeNamespace) -> Result<PodEnvironment, Build
 }
 
 fn label_selector(rtns: &RealtimeNamespace) -> LabelSelector {
-    LabelSelector { match_labels: Some(selector_labels(rtns)), ..LabelSelector::default() }
+    LabelSelector {
+        match_labels: Some(selector_labels(rtns)),
+        ..LabelSelector::default()
+    }
 }
 
 fn container_port(name: &str, port: i32) -> ContainerPort {
@@ -401,7 +442,10 @@ fn http_probe(path: &str, period_seconds: i32, failure_threshold: i32) -> Probe 
 
 fn default_resources() -> ResourceRequirements {
     let quantities = |pairs: &[(&str, &str)]| {
-        pairs.iter().map(|(name, value)| (name.to_string(), Quantity(value.to_string()))).collect()
+        pairs
+            .iter()
+            .map(|(name, value)| (name.to_string(), Quantity(value.to_string())))
+            .collect()
     };
     ResourceRequirements {
         requests: Some(quantities(&[("cpu", "100m"), ("memory", "128Mi")])),
@@ -416,7 +460,10 @@ fn pod_security_context() -> PodSecurityContext {
         run_as_user: Some(65532),
         run_as_group: Some(65532),
         fs_group: Some(65532),
-        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_owned(), ..SeccompProfile::default() }),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_owned(),
+            ..SeccompProfile::default()
+        }),
         ..PodSecurityContext::default()
     }
 }
@@ -427,7 +474,10 @@ fn container_security_context() -> SecurityContext {
         privileged: Some(false),
         read_only_root_filesystem: Some(true),
         run_as_non_root: Some(true),
-        capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_owned()]), ..Capabilities::default() }),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            ..Capabilities::default()
+        }),
         ..SecurityContext::default()
     }
 }
@@ -473,7 +523,10 @@ pub fn service(rtns: &RealtimeNamespace) -> Result<Service, BuildError> {
 /// scrapers and backends inside the cluster. It never carries client sockets.
 pub fn admin_service(rtns: &RealtimeNamespace) -> Result<Service, BuildError> {
     let mut metadata = object_meta(rtns, admin_service_name(rtns))?;
-    metadata.labels.get_or_insert_default().insert(labels::METRICS.to_owned(), "true".to_owned());
+    metadata
+        .labels
+        .get_or_insert_default()
+        .insert(labels::METRICS.to_owned(), "true".to_owned());
     Ok(Service {
         metadata,
         spec: Some(CoreServiceSpec {
@@ -512,25 +565,26 @@ pub fn horizontal_pod_autoscaler(rtns: &RealtimeNamespace) -> Result<Option<Hori
         return Ok(None);
     };
 
-    let mut metrics = vec![
-        MetricSpec {
-            type_: "Resource".to_owned(),
-            resource: Some(ResourceMetricSource {
-                name: "cpu".to_owned(),
-                target: MetricTarget {
-                    type_: "Utilization".to_owned(),
-                    average_utilization: Some(scaling.target_cpu_utilization),
-                    ..MetricTarget::default()
-                },
-            }),
-            ..MetricSpec::default()
-        },
-    ];
+    let mut metrics = vec![MetricSpec {
+        type_: "Resource".to_owned(),
+        resource: Some(ResourceMetricSource {
+            name: "cpu".to_owned(),
+            target: MetricTarget {
+                type_: "Utilization".to_owned(),
+                average_utilization: Some(scaling.target_cpu_utilization),
+                ..MetricTarget::default()
+            },
+        }),
+        ..MetricSpec::default()
+    }];
     if let Some(connections_target) = scaling.target_connections_per_pod {
         metrics.push(MetricSpec {
             type_: "Pods".to_owned(),
             pods: Some(PodsMetricSource {
-                metric: MetricIdentifier { name: CONNECTIONS_METRIC.to_owned(), selector: None },
+                metric: MetricIdentifier {
+                    name: CONNECTIONS_METRIC.to_owned(),
+                    selector: None,
+                },
                 target: MetricTarget {
                     type_: "AverageValue".to_owned(),
                     average_value: Some(Quantity(connections_target.to_string())),
@@ -642,7 +696,6 @@ fn int_or_string_text(value: &IntOrString) -> String {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -650,7 +703,9 @@ mod tests {
     use kube::CustomResourceExt;
 
     fn settings() -> BuildSettings {
-        BuildSettings { gateway_image: "ghcr.io/socketfleet/gateway:0.1.0".into() }
+        BuildSettings {
+            gateway_image: "ghcr.io/socketfleet/gateway:0.1.0".into(),
+        }
     }
 
     /// Loads an example from crds/examples as the API server would hand it to the operator.
@@ -707,7 +762,10 @@ mod tests {
         assert_eq!(config.port, 3000);
         assert_eq!(config.admin_port, 9090);
         assert_eq!(config.max_connections, 25_000);
-        assert_eq!(config.redis_url.as_deref(), Some("redis://redis-cluster.redis.svc:6379"));
+        assert_eq!(
+            config.redis_url.as_deref(),
+            Some("redis://redis-cluster.redis.svc:6379")
+        );
         assert_eq!(config.redis_mode, gateway_config::RedisMode::Cluster);
         assert_eq!(config.transports, vec![gateway_config::Transport::Websocket]);
         assert_eq!(config.drain_seconds, 30);
@@ -744,7 +802,10 @@ mod tests {
             config.publish_token_file.as_deref(),
             Some(std::path::Path::new("/var/run/secrets/socketfleet/publish/token"))
         );
-        assert_eq!(config.auth_key_file.as_deref(), Some(std::path::Path::new("/var/run/secrets/socketfleet/auth/key")));
+        assert_eq!(
+            config.auth_key_file.as_deref(),
+            Some(std::path::Path::new("/var/run/secrets/socketfleet/auth/key"))
+        );
         assert_eq!(config.auth_algorithm, gateway_config::JwtAlgorithm::Rs256);
         assert_eq!(config.auth_issuer.as_deref(), Some("https://auth.example.com"));
         assert_eq!(config.auth_audience.as_deref(), Some("calls"));
@@ -754,7 +815,10 @@ mod tests {
     fn redis_url_secret_is_passed_by_reference() {
         let rtns = with_spec(|spec| {
             spec.redis.endpoints.clear();
-            spec.redis.url_secret_ref = Some(crate::crd::SecretKeyRef { name: "redis-url".into(), key: "url".into() });
+            spec.redis.url_secret_ref = Some(crate::crd::SecretKeyRef {
+                name: "redis-url".into(),
+                key: "url".into(),
+            });
         });
         let deployment = deployment(&rtns, &settings(), Some(1)).unwrap();
         let env = container(&deployment).env.clone().unwrap();
@@ -786,7 +850,10 @@ mod tests {
             }
         }
         let volumes = pod_spec(&deployment).volumes.clone().unwrap();
-        let secrets: Vec<String> = volumes.iter().filter_map(|v| v.secret.as_ref()?.secret_name.clone()).collect();
+        let secrets: Vec<String> = volumes
+            .iter()
+            .filter_map(|v| v.secret.as_ref()?.secret_name.clone())
+            .collect();
         assert_eq!(secrets, vec!["calls-redis", "calls-publish", "calls-jwt"]);
     }
 
@@ -815,10 +882,19 @@ mod tests {
         let rtns = with_spec(|spec| spec.drain.seconds = 45);
         let deployment = deployment(&rtns, &settings(), Some(1)).unwrap();
         assert_eq!(pod_spec(&deployment).termination_grace_period_seconds, Some(65));
-        let pre_stop = container(&deployment).lifecycle.as_ref().unwrap().pre_stop.as_ref().unwrap();
+        let pre_stop = container(&deployment)
+            .lifecycle
+            .as_ref()
+            .unwrap()
+            .pre_stop
+            .as_ref()
+            .unwrap();
         assert_eq!(pre_stop.sleep.as_ref().unwrap().seconds, 5);
         let env = env_pairs(&deployment);
-        assert!(env.contains(&("SOCKETFLEET_DRAIN_SECONDS".to_string(), "45".to_string())), "{env:?}");
+        assert!(
+            env.contains(&("SOCKETFLEET_DRAIN_SECONDS".to_string(), "45".to_string())),
+            "{env:?}"
+        );
     }
 
     #[test]
@@ -841,7 +917,10 @@ mod tests {
         let context = container(&deployment).security_context.as_ref().unwrap();
         assert_eq!(context.allow_privilege_escalation, Some(false));
         assert_eq!(context.read_only_root_filesystem, Some(true));
-        assert_eq!(context.capabilities.as_ref().unwrap().drop, Some(vec!["ALL".to_string()]));
+        assert_eq!(
+            context.capabilities.as_ref().unwrap().drop,
+            Some(vec!["ALL".to_string()])
+        );
     }
 
     #[test]
@@ -853,15 +932,22 @@ mod tests {
         assert_eq!(readiness.port, IntOrString::String("admin".into()));
         let liveness = container.liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap();
         assert_eq!(liveness.path.as_deref(), Some("/livez"));
-        let ports: Vec<(Option<String>, i32)> =
-            container.ports.iter().flatten().map(|p| (p.name.clone(), p.container_port)).collect();
+        let ports: Vec<(Option<String>, i32)> = container
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| (p.name.clone(), p.container_port))
+            .collect();
         assert_eq!(ports, vec![(Some("socket".into()), 3000), (Some("admin".into()), 9090)]);
     }
 
     #[test]
     fn image_defaults_to_the_operator_setting() {
         let deployment = deployment(&example("minimal.yaml"), &settings(), Some(1)).unwrap();
-        assert_eq!(container(&deployment).image.as_deref(), Some("ghcr.io/socketfleet/gateway:0.1.0"));
+        assert_eq!(
+            container(&deployment).image.as_deref(),
+            Some("ghcr.io/socketfleet/gateway:0.1.0")
+        );
         let custom = with_spec(|spec| spec.gateway.image = Some("registry.example/gw:1".into()));
         let deployment = super::deployment(&custom, &settings(), Some(1)).unwrap();
         assert_eq!(container(&deployment).image.as_deref(), Some("registry.example/gw:1"));
@@ -874,11 +960,22 @@ mod tests {
             spec.gateway.pod_labels.insert("team".into(), "rt".into());
         });
         let deployment = deployment(&rtns, &settings(), Some(1)).unwrap();
-        let pod_labels = deployment.spec.template.metadata.as_ref().unwrap().labels.clone().unwrap();
+        let pod_labels = deployment
+            .spec
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .labels
+            .clone()
+            .unwrap();
         assert_eq!(pod_labels[labels::INSTANCE], "chat");
         assert_eq!(pod_labels["team"], "rt");
         assert_eq!(deployment.spec.selector.match_labels, Some(selector_labels(&rtns)));
-        assert_eq!(selector_string(&rtns), "app.kubernetes.io/instance=chat,app.kubernetes.io/name=socketfleet-gateway");
+        assert_eq!(
+            selector_string(&rtns),
+            "app.kubernetes.io/instance=chat,app.kubernetes.io/name=socketfleet-gateway"
+        );
     }
 
     #[test]
@@ -913,7 +1010,10 @@ mod tests {
         assert_eq!(spec.session_affinity.as_deref(), Some("None"));
         let ports: Vec<i32> = spec.ports.iter().flatten().map(|p| p.port).collect();
         assert_eq!(ports, vec![3000]);
-        assert_eq!(service.metadata.annotations.unwrap()["example.com/load-balancer-class"], "internal");
+        assert_eq!(
+            service.metadata.annotations.unwrap()["example.com/load-balancer-class"],
+            "internal"
+        );
 
         let minimal = super::service(&example("minimal.yaml")).unwrap();
         assert_eq!(minimal.spec.unwrap().type_.as_deref(), Some("ClusterIP"));
@@ -1009,7 +1109,11 @@ mod tests {
             let rtns = with_spec(|spec| spec.replicas = Some(replicas));
             let budget = pod_disruption_budget(&rtns, desired_replicas(&rtns, None)).unwrap();
             assert!(budget_allows_disruption(&budget), "replicas {replicas}: {budget:?}");
-            assert_eq!(matches!(budget, DisruptionBudget::NotNeeded), replicas == 0, "replicas {replicas}");
+            assert_eq!(
+                matches!(budget, DisruptionBudget::NotNeeded),
+                replicas == 0,
+                "replicas {replicas}"
+            );
         }
         for min in [1, 2] {
             let rtns = with_spec(|spec| {
@@ -1034,16 +1138,26 @@ mod tests {
             }
         }
         let rtns = with_spec(|spec| spec.disruption.max_unavailable = IntOrString::String("25%".into()));
-        assert!(matches!(pod_disruption_budget(&rtns, Some(1)).unwrap(), DisruptionBudget::Apply(_)));
+        assert!(matches!(
+            pod_disruption_budget(&rtns, Some(1)).unwrap(),
+            DisruptionBudget::Apply(_)
+        ));
     }
 
     #[test]
     fn crd_has_printer_columns_and_scale_subresource() {
         let crd = RealtimeNamespace::crd();
         let version = &crd.spec.versions[0];
-        let columns: Vec<&str> =
-            version.additional_printer_columns.iter().flatten().map(|c| c.name.as_str()).collect();
-        assert_eq!(columns, vec!["Path", "Ready", "Replicas", "Connections", "Age", "Endpoint"]);
+        let columns: Vec<&str> = version
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(
+            columns,
+            vec!["Path", "Ready", "Replicas", "Connections", "Age", "Endpoint"]
+        );
         let wide_only: Vec<&str> = version
             .additional_printer_columns
             .iter()
@@ -1062,7 +1176,8 @@ mod tests {
     #[test]
     fn crd_conditions_are_a_list_map_keyed_by_type() {
         let crd = serde_json::to_value(RealtimeNamespace::crd()).unwrap();
-        let conditions = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]["conditions"];
+        let conditions = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+            ["conditions"];
         assert_eq!(conditions["x-kubernetes-list-type"], "map");
         assert_eq!(conditions["x-kubernetes-list-map-keys"], serde_json::json!(["type"]));
     }
@@ -1072,6 +1187,11 @@ mod tests {
         let crd = serde_json::to_value(RealtimeNamespace::crd()).unwrap();
         let path = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["path"];
         assert_eq!(path["pattern"], socketfleet_gateway::namespace::PATH_PATTERN);
-        assert!(path["description"].as_str().unwrap().contains("Socket.IO namespace path"));
+        assert!(
+            path["description"]
+                .as_str()
+                .unwrap()
+                .contains("Socket.IO namespace path")
+        );
     }
 }

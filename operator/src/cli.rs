@@ -14,7 +14,11 @@ pub const MIN_RESYNC_SECONDS: u64 = 5;
 pub const DEFAULT_GATEWAY_IMAGE: &str = concat!("ghcr.io/socketfleet/gateway:", env!("CARGO_PKG_VERSION"));
 
 #[derive(Debug, Parser)]
-#[command(name = "socketfleet-operator", version, about = "Kubernetes operator for socketfleet Socket.IO fleets")]
+#[command(
+    name = "socketfleet-operator",
+    version,
+    about = "Kubernetes operator for socketfleet Socket.IO fleets"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -64,7 +68,11 @@ pub struct RunArgs {
     pub leader_election: bool,
 
     /// Name of the leader election Lease.
-    #[arg(long, env = "SOCKETFLEET_OPERATOR_LEASE_NAME", default_value = "socketfleet-operator")]
+    #[arg(
+        long,
+        env = "SOCKETFLEET_OPERATOR_LEASE_NAME",
+        default_value = "socketfleet-operator"
+    )]
     pub lease_name: String,
 
     /// Namespace of the leader election Lease. Unset: the operator pod's own namespace.

@@ -89,8 +89,18 @@ impl ConditionStatus {
     }
 }
 
-fn state(type_: &'static str, status: ConditionStatus, reason: &'static str, message: impl Into<String>) -> ConditionState {
-    ConditionState { type_, status, reason, message: message.into() }
+fn state(
+    type_: &'static str,
+    status: ConditionStatus,
+    reason: &'static str,
+    message: impl Into<String>,
+) -> ConditionState {
+    ConditionState {
+        type_,
+        status,
+        reason,
+        message: message.into(),
+    }
 }
 
 /// Derives the four conditions from an observation, in [`TYPES`] order.
@@ -98,7 +108,12 @@ pub fn desired_conditions(observation: &Observation) -> Vec<ConditionState> {
     use ConditionStatus::{False, True, Unknown};
 
     let ready = match &observation.rollout {
-        None => state(READY, False, "DeploymentMissing", "the gateway Deployment does not exist yet"),
+        None => state(
+            READY,
+            False,
+            "DeploymentMissing",
+            "the gateway Deployment does not exist yet",
+        ),
         Some(rollout) if rollout.ready >= 1 => state(
             READY,
             True,
@@ -116,9 +131,12 @@ pub fn desired_conditions(observation: &Observation) -> Vec<ConditionState> {
 
     let progressing = match &observation.rollout {
         None => state(PROGRESSING, True, "Creating", "creating the gateway Deployment"),
-        Some(rollout) if !rollout.generation_observed => {
-            state(PROGRESSING, True, "RolloutPending", "the Deployment controller has not seen the new spec yet")
-        }
+        Some(rollout) if !rollout.generation_observed => state(
+            PROGRESSING,
+            True,
+            "RolloutPending",
+            "the Deployment controller has not seen the new spec yet",
+        ),
         Some(rollout) if rollout.updated < rollout.desired || rollout.replicas > rollout.updated => state(
             PROGRESSING,
             True,
@@ -134,7 +152,12 @@ pub fn desired_conditions(observation: &Observation) -> Vec<ConditionState> {
             "PodsStarting",
             format!("{} of {} gateway pods are ready", rollout.ready, rollout.desired),
         ),
-        Some(_) => state(PROGRESSING, False, "RolloutComplete", "every gateway pod runs the current spec and is ready"),
+        Some(_) => state(
+            PROGRESSING,
+            False,
+            "RolloutComplete",
+            "every gateway pod runs the current spec and is ready",
+        ),
     };
 
     let redis = match &observation.redis {
@@ -150,7 +173,10 @@ pub fn desired_conditions(observation: &Observation) -> Vec<ConditionState> {
     if let Some(rollout) = &observation.rollout
         && rollout.deadline_exceeded
     {
-        problems.push(("ProgressDeadlineExceeded", "the gateway Deployment exceeded its progress deadline".to_owned()));
+        problems.push((
+            "ProgressDeadlineExceeded",
+            "the gateway Deployment exceeded its progress deadline".to_owned(),
+        ));
     }
     if let RedisCheck::Unreachable { message, .. } = &observation.redis {
         problems.push(("RedisUnreachable", format!("Redis is unreachable: {message}")));
@@ -161,7 +187,11 @@ pub fn desired_conditions(observation: &Observation) -> Vec<ConditionState> {
     let degraded = match problems.first() {
         None => state(DEGRADED, False, "AsExpected", "no problem found"),
         Some((reason, _)) => {
-            let message = problems.iter().map(|(_, message)| message.as_str()).collect::<Vec<_>>().join("; ");
+            let message = problems
+                .iter()
+                .map(|(_, message)| message.as_str())
+                .collect::<Vec<_>>()
+                .join("; ");
             state(DEGRADED, True, reason, message)
         }
     };
@@ -311,7 +341,12 @@ mod tests {
 
     #[test]
     fn rolling_update_is_progressing_but_ready() {
-        let rollout = RolloutObservation { replicas: 4, updated: 1, ready: 3, ..steady_rollout(3) };
+        let rollout = RolloutObservation {
+            replicas: 4,
+            updated: 1,
+            ready: 3,
+            ..steady_rollout(3)
+        };
         let conditions = desired_conditions(&observation(Some(rollout)));
         assert_eq!(find(&conditions, READY).status, ConditionStatus::True);
         assert_eq!(find(&conditions, PROGRESSING).status, ConditionStatus::True);
@@ -320,7 +355,10 @@ mod tests {
 
     #[test]
     fn unobserved_generation_is_progressing() {
-        let rollout = RolloutObservation { generation_observed: false, ..steady_rollout(2) };
+        let rollout = RolloutObservation {
+            generation_observed: false,
+            ..steady_rollout(2)
+        };
         let conditions = desired_conditions(&observation(Some(rollout)));
         assert_eq!(find(&conditions, PROGRESSING).reason, "RolloutPending");
     }
@@ -335,7 +373,10 @@ mod tests {
 
     #[test]
     fn no_ready_pod_is_not_ready() {
-        let rollout = RolloutObservation { ready: 0, ..steady_rollout(2) };
+        let rollout = RolloutObservation {
+            ready: 0,
+            ..steady_rollout(2)
+        };
         let conditions = desired_conditions(&observation(Some(rollout)));
         assert_eq!(find(&conditions, READY).reason, "NoPodReady");
         assert_eq!(find(&conditions, PROGRESSING).reason, "PodsStarting");
@@ -344,7 +385,10 @@ mod tests {
     #[test]
     fn unreachable_redis_degrades_the_fleet() {
         let mut observed = observation(Some(steady_rollout(2)));
-        observed.redis = RedisCheck::Unreachable { reason: "ConnectFailed", message: "connection refused".into() };
+        observed.redis = RedisCheck::Unreachable {
+            reason: "ConnectFailed",
+            message: "connection refused".into(),
+        };
         let conditions = desired_conditions(&observed);
         assert_eq!(find(&conditions, REDIS_REACHABLE).status, ConditionStatus::False);
         assert_eq!(find(&conditions, REDIS_REACHABLE).reason, "ConnectFailed");
@@ -363,8 +407,14 @@ mod tests {
 
     #[test]
     fn degraded_lists_every_problem() {
-        let mut observed = observation(Some(RolloutObservation { deadline_exceeded: true, ..steady_rollout(2) }));
-        observed.redis = RedisCheck::Unreachable { reason: "ConnectFailed", message: "refused".into() };
+        let mut observed = observation(Some(RolloutObservation {
+            deadline_exceeded: true,
+            ..steady_rollout(2)
+        }));
+        observed.redis = RedisCheck::Unreachable {
+            reason: "ConnectFailed",
+            message: "refused".into(),
+        };
         observed.disruption_warning = Some("budget skipped".into());
         let conditions = desired_conditions(&observed);
         let degraded = find(&conditions, DEGRADED);
@@ -376,11 +426,24 @@ mod tests {
 
     #[test]
     fn merge_keeps_transition_time_while_status_holds() {
-        let first = merge_conditions(&[], &desired_conditions(&observation(Some(steady_rollout(2)))), Some(3), at(0));
+        let first = merge_conditions(
+            &[],
+            &desired_conditions(&observation(Some(steady_rollout(2)))),
+            Some(3),
+            at(0),
+        );
 
         // Same status, new message: the time stays.
-        let rollout = RolloutObservation { ready: 1, ..steady_rollout(2) };
-        let second = merge_conditions(&first, &desired_conditions(&observation(Some(rollout))), Some(4), at(60));
+        let rollout = RolloutObservation {
+            ready: 1,
+            ..steady_rollout(2)
+        };
+        let second = merge_conditions(
+            &first,
+            &desired_conditions(&observation(Some(rollout))),
+            Some(4),
+            at(60),
+        );
         let ready = second.iter().find(|c| c.type_ == READY).unwrap();
         assert_eq!(ready.status, "True");
         assert_eq!(ready.message, "1 of 2 gateway pods are ready");
@@ -390,9 +453,22 @@ mod tests {
 
     #[test]
     fn merge_sets_transition_time_when_status_flips() {
-        let first = merge_conditions(&[], &desired_conditions(&observation(Some(steady_rollout(2)))), Some(3), at(0));
-        let rollout = RolloutObservation { ready: 0, ..steady_rollout(2) };
-        let second = merge_conditions(&first, &desired_conditions(&observation(Some(rollout))), Some(3), at(60));
+        let first = merge_conditions(
+            &[],
+            &desired_conditions(&observation(Some(steady_rollout(2)))),
+            Some(3),
+            at(0),
+        );
+        let rollout = RolloutObservation {
+            ready: 0,
+            ..steady_rollout(2)
+        };
+        let second = merge_conditions(
+            &first,
+            &desired_conditions(&observation(Some(rollout))),
+            Some(3),
+            at(60),
+        );
         let ready = second.iter().find(|c| c.type_ == READY).unwrap();
         assert_eq!(ready.status, "False");
         assert_eq!(ready.last_transition_time, Time(at(60)));
@@ -430,11 +506,24 @@ mod tests {
 
     #[test]
     fn transitions_report_flips_only() {
-        let first = merge_conditions(&[], &desired_conditions(&observation(Some(steady_rollout(2)))), Some(3), at(0));
+        let first = merge_conditions(
+            &[],
+            &desired_conditions(&observation(Some(steady_rollout(2)))),
+            Some(3),
+            at(0),
+        );
         assert!(transitions(&first, &first).is_empty());
 
-        let rollout = RolloutObservation { ready: 0, ..steady_rollout(2) };
-        let second = merge_conditions(&first, &desired_conditions(&observation(Some(rollout))), Some(3), at(60));
+        let rollout = RolloutObservation {
+            ready: 0,
+            ..steady_rollout(2)
+        };
+        let second = merge_conditions(
+            &first,
+            &desired_conditions(&observation(Some(rollout))),
+            Some(3),
+            at(60),
+        );
         let flipped = transitions(&first, &second);
         let types: Vec<&str> = flipped.iter().map(|t| t.type_.as_str()).collect();
         assert_eq!(types, vec![READY, PROGRESSING]);
@@ -444,7 +533,10 @@ mod tests {
 
     #[test]
     fn first_values_report_only_warnings() {
-        let mut observed = observation(Some(RolloutObservation { ready: 0, ..steady_rollout(2) }));
+        let mut observed = observation(Some(RolloutObservation {
+            ready: 0,
+            ..steady_rollout(2)
+        }));
         observed.redis = RedisCheck::NotChecked;
         let first = merge_conditions(&[], &desired_conditions(&observed), Some(1), at(0));
         let flipped = transitions(&[], &first);

@@ -44,11 +44,23 @@ pub enum Error {
     #[error("cannot render objects: {0}")]
     Build(#[from] BuildError),
     #[error("failed to read {kind} {name}: {source}")]
-    Read { kind: &'static str, name: String, source: kube::Error },
+    Read {
+        kind: &'static str,
+        name: String,
+        source: kube::Error,
+    },
     #[error("failed to apply {kind} {name}: {source}")]
-    Apply { kind: &'static str, name: String, source: kube::Error },
+    Apply {
+        kind: &'static str,
+        name: String,
+        source: kube::Error,
+    },
     #[error("failed to delete {kind} {name}: {source}")]
-    Delete { kind: &'static str, name: String, source: kube::Error },
+    Delete {
+        kind: &'static str,
+        name: String,
+        source: kube::Error,
+    },
     #[error("failed to write the status of RealtimeNamespace {name}: {source}")]
     StatusPatch { name: String, source: kube::Error },
 }
@@ -96,7 +108,15 @@ impl Context {
         resync: Duration,
         redis_checker: RedisChecker,
     ) -> Self {
-        Self { client, settings, recorder, metrics, resync, redis_checker, failures: Mutex::default() }
+        Self {
+            client,
+            settings,
+            recorder,
+            metrics,
+            resync,
+            redis_checker,
+            failures: Mutex::default(),
+        }
     }
 
     fn record_failure(&self, key: String) -> u32 {
@@ -107,7 +127,10 @@ impl Context {
     }
 
     fn clear_failures(&self, key: &str) {
-        self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(key);
+        self.failures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(key);
     }
 }
 
@@ -152,10 +175,11 @@ async fn reconcile_inner(rtns: &RealtimeNamespace, ctx: &Context) -> Result<Acti
     let client = &ctx.client;
 
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
-    let current = deployments
-        .get_opt(&name)
-        .await
-        .map_err(|source| Error::Read { kind: "Deployment", name: name.clone(), source })?;
+    let current = deployments.get_opt(&name).await.map_err(|source| Error::Read {
+        kind: "Deployment",
+        name: name.clone(),
+        source,
+    })?;
     let current_replicas = current.as_ref().and_then(|deployment| deployment.spec.replicas);
     let replicas = builders::desired_replicas(rtns, current_replicas);
 
@@ -164,8 +188,17 @@ async fn reconcile_inner(rtns: &RealtimeNamespace, ctx: &Context) -> Result<Acti
         && manager_owns_replicas(deployment, FIELD_MANAGER)
     {
         hand_replicas_to_autoscaler(&deployments, &name, current_replicas.unwrap_or(1)).await?;
-        publish(ctx, rtns, EventType::Normal, "ReplicasHandedToAutoscaler",
-            format!("the HorizontalPodAutoscaler now owns the replica count, starting from {}", current_replicas.unwrap_or(1))).await;
+        publish(
+            ctx,
+            rtns,
+            EventType::Normal,
+            "ReplicasHandedToAutoscaler",
+            format!(
+                "the HorizontalPodAutoscaler now owns the replica count, starting from {}",
+                current_replicas.unwrap_or(1)
+            ),
+        )
+        .await;
     }
 
     let deployment = apply(&deployments, &builders::deployment(rtns, &ctx.settings, replicas)?).await?;
@@ -220,7 +253,11 @@ async fn reconcile_inner(rtns: &RealtimeNamespace, ctx: &Context) -> Result<Acti
     if status != previous {
         write_status(rtns, ctx, &status).await?;
         for transition in conditions::transitions(&previous.conditions, &status.conditions) {
-            let type_ = if transition.is_warning() { EventType::Warning } else { EventType::Normal };
+            let type_ = if transition.is_warning() {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            };
             let reason = format!("{}{}", transition.type_, transition.to);
             publish(ctx, rtns, type_, &reason, transition.message.clone()).await;
         }
@@ -266,7 +303,8 @@ pub fn observe_rollout(deployment: &Deployment) -> RolloutObservation {
         ready: status.ready_replicas.unwrap_or(0),
         generation_observed: status.observed_generation.unwrap_or(0) >= generation,
         deadline_exceeded: status.conditions.unwrap_or_default().iter().any(|condition| {
-            condition.type_.as_deref() == Some("Progressing") && condition.reason.as_deref() == Some("ProgressDeadlineExceeded")
+            condition.type_.as_deref() == Some("Progressing")
+                && condition.reason.as_deref() == Some("ProgressDeadlineExceeded")
         }),
     }
 }
@@ -308,11 +346,19 @@ pub fn endpoint(rtns: &RealtimeNamespace, service: &Service) -> String {
             .and_then(|balancer| balancer.ingress.as_ref())
             .and_then(|ingress| ingress.first());
         if let Some(address) = ingress.and_then(|entry| entry.hostname.clone().or_else(|| entry.ip.clone())) {
-            let host = if address.contains(':') { format!("[{address}]") } else { address };
+            let host = if address.contains(':') {
+                format!("[{address}]")
+            } else {
+                address
+            };
             return format!("http://{host}:{port}{path}");
         }
     }
-    format!("http://{}.{}.svc:{port}{path}", rtns.name_any(), rtns.namespace().unwrap_or_default())
+    format!(
+        "http://{}.{}.svc:{port}{path}",
+        rtns.name_any(),
+        rtns.namespace().unwrap_or_default()
+    )
 }
 
 async fn write_status(rtns: &RealtimeNamespace, ctx: &Context, status: &RealtimeNamespaceStatus) -> Result<(), Error> {
@@ -322,7 +368,9 @@ async fn write_status(rtns: &RealtimeNamespace, ctx: &Context, status: &Realtime
     // Conditions are a list-map keyed by type, so applying only the operator's own types leaves
     // other writers' conditions in place and never takes ownership of them.
     let mut owned = status.clone();
-    owned.conditions.retain(|condition| conditions::TYPES.contains(&condition.type_.as_str()));
+    owned
+        .conditions
+        .retain(|condition| conditions::TYPES.contains(&condition.type_.as_str()));
     let patch = serde_json::json!({
         "apiVersion": RealtimeNamespace::api_version(&()),
         "kind": RealtimeNamespace::kind(&()),
@@ -330,9 +378,16 @@ async fn write_status(rtns: &RealtimeNamespace, ctx: &Context, status: &Realtime
     });
     api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
         .await
-        .map_err(|source| Error::StatusPatch { name: name.clone(), source })?;
+        .map_err(|source| Error::StatusPatch {
+            name: name.clone(),
+            source,
+        })?;
     ctx.metrics.status_writes.inc();
-    info!(ready_replicas = status.ready_replicas, connections = status.connections, "updated status");
+    info!(
+        ready_replicas = status.ready_replicas,
+        connections = status.connections,
+        "updated status"
+    );
     Ok(())
 }
 
@@ -369,7 +424,11 @@ where
     let applied = api
         .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object))
         .await
-        .map_err(|source| Error::Apply { kind, name: name.clone(), source })?;
+        .map_err(|source| Error::Apply {
+            kind,
+            name: name.clone(),
+            source,
+        })?;
     debug!(kind, object = %name, "applied");
     Ok(applied)
 }
@@ -381,8 +440,16 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
 {
     let name = rtns.name_any();
-    let kind: &'static str = if K::kind(&()) == "HorizontalPodAutoscaler" { "HorizontalPodAutoscaler" } else { "PodDisruptionBudget" };
-    let existing = api.get_opt(&name).await.map_err(|source| Error::Read { kind, name: name.clone(), source })?;
+    let kind: &'static str = if K::kind(&()) == "HorizontalPodAutoscaler" {
+        "HorizontalPodAutoscaler"
+    } else {
+        "PodDisruptionBudget"
+    };
+    let existing = api.get_opt(&name).await.map_err(|source| Error::Read {
+        kind,
+        name: name.clone(),
+        source,
+    })?;
     let Some(existing) = existing else {
         return Ok(());
     };
@@ -429,9 +496,17 @@ async fn hand_replicas_to_autoscaler(api: &Api<Deployment>, name: &str, replicas
         "metadata": { "name": name },
         "spec": { "replicas": replicas },
     });
-    api.patch(name, &PatchParams::apply(HANDOVER_MANAGER).force(), &Patch::Apply(&patch))
-        .await
-        .map_err(|source| Error::Apply { kind: "Deployment", name: name.to_owned(), source })?;
+    api.patch(
+        name,
+        &PatchParams::apply(HANDOVER_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|source| Error::Apply {
+        kind: "Deployment",
+        name: name.to_owned(),
+        source,
+    })?;
     info!(deployment = %name, replicas, "handed spec.replicas over to the HorizontalPodAutoscaler");
     Ok(())
 }

@@ -56,14 +56,24 @@ pub const DEFAULT_TARGET_CPU_UTILIZATION: i32 = 70;
         status_replicas_path = ".status.replicas",
         label_selector_path = ".status.selector"
     ),
-    printcolumn(name = "Path", type_ = "string", json_path = ".spec.path", description = "Socket.IO namespace path"),
+    printcolumn(
+        name = "Path",
+        type_ = "string",
+        json_path = ".spec.path",
+        description = "Socket.IO namespace path"
+    ),
     printcolumn(
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status",
         description = "Whether the fleet serves sockets"
     ),
-    printcolumn(name = "Replicas", type_ = "integer", json_path = ".status.replicas", description = "Gateway pods"),
+    printcolumn(
+        name = "Replicas",
+        type_ = "integer",
+        json_path = ".status.replicas",
+        description = "Gateway pods"
+    ),
     printcolumn(
         name = "Connections",
         type_ = "integer",
@@ -442,7 +452,10 @@ pub struct DrainSpec {
 
 impl Default for DrainSpec {
     fn default() -> Self {
-        Self { seconds: default_drain_seconds(), endpoint_removal_delay_seconds: default_endpoint_removal_delay_seconds() }
+        Self {
+            seconds: default_drain_seconds(),
+            endpoint_removal_delay_seconds: default_endpoint_removal_delay_seconds(),
+        }
     }
 }
 
@@ -460,7 +473,9 @@ pub struct DisruptionSpec {
 
 impl Default for DisruptionSpec {
     fn default() -> Self {
-        Self { max_unavailable: default_max_unavailable() }
+        Self {
+            max_unavailable: default_max_unavailable(),
+        }
     }
 }
 
@@ -596,4 +611,3 @@ fn default_max_unavailable() -> IntOrString {
 // ---------------------------------------------------------------------------------------------
 // Derived values
 // ---------------------------------------------------------------------------------------------
-

@@ -78,7 +78,13 @@ pub fn decide(lease: Option<&Lease>, identity: &str, now: Timestamp, default_dur
 }
 
 /// Returns the Lease as written for `decision`, starting from what was read.
-pub fn next_lease(read: Option<&Lease>, decision: &Decision, config: &LeaseConfig, namespace: &str, now: Timestamp) -> Option<Lease> {
+pub fn next_lease(
+    read: Option<&Lease>,
+    decision: &Decision,
+    config: &LeaseConfig,
+    namespace: &str,
+    now: Timestamp,
+) -> Option<Lease> {
     let duration_seconds = i32::try_from(config.duration.as_secs()).unwrap_or(i32::MAX);
     match decision {
         Decision::Wait { .. } => None,
@@ -132,11 +138,10 @@ impl LeaderElector {
     /// Reads the Lease once and acquires or renews it when allowed. Returns whether we hold it.
     pub async fn try_acquire_or_renew(&self) -> Result<bool, LeaseError> {
         let name = &self.config.name;
-        let read = self
-            .api
-            .get_opt(name)
-            .await
-            .map_err(|source| LeaseError::Read { name: name.clone(), source })?;
+        let read = self.api.get_opt(name).await.map_err(|source| LeaseError::Read {
+            name: name.clone(),
+            source,
+        })?;
         let now = Timestamp::now();
         let decision = decide(read.as_ref(), &self.config.identity, now, self.config.duration);
         let Some(lease) = next_lease(read.as_ref(), &decision, &self.config, &self.namespace, now) else {
@@ -155,7 +160,10 @@ impl LeaderElector {
                 Ok(true)
             }
             Err(kube::Error::Api(status)) if status.code == 409 => Err(LeaseError::Conflict { name: name.clone() }),
-            Err(source) => Err(LeaseError::Write { name: name.clone(), source }),
+            Err(source) => Err(LeaseError::Write {
+                name: name.clone(),
+                source,
+            }),
         }
     }
 
@@ -238,7 +246,11 @@ mod tests {
 
     fn held_by(holder: Option<&str>, renewed_at: i64) -> Lease {
         Lease {
-            metadata: ObjectMeta { name: Some("socketfleet-operator".into()), resource_version: Some("7".into()), ..ObjectMeta::default() },
+            metadata: ObjectMeta {
+                name: Some("socketfleet-operator".into()),
+                resource_version: Some("7".into()),
+                ..ObjectMeta::default()
+            },
             spec: Some(LeaseSpec {
                 holder_identity: holder.map(str::to_owned),
                 lease_duration_seconds: Some(15),
@@ -275,8 +287,20 @@ mod tests {
     #[test]
     fn valid_foreign_lease_makes_us_wait() {
         let read = held_by(Some("b"), 0);
-        assert_eq!(decide(Some(&read), "a", at(14), DURATION), Decision::Wait { holder: "b".into() });
-        assert_eq!(next_lease(Some(&read), &Decision::Wait { holder: "b".into() }, &config("a"), "ops", at(14)), None);
+        assert_eq!(
+            decide(Some(&read), "a", at(14), DURATION),
+            Decision::Wait { holder: "b".into() }
+        );
+        assert_eq!(
+            next_lease(
+                Some(&read),
+                &Decision::Wait { holder: "b".into() },
+                &config("a"),
+                "ops",
+                at(14)
+            ),
+            None
+        );
     }
 
     #[test]

@@ -8,7 +8,11 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Crd { chart }) => {
-            let yaml = if chart { socketfleet_operator::crd_chart_template()? } else { socketfleet_operator::crd_yaml()? };
+            let yaml = if chart {
+                socketfleet_operator::crd_chart_template()?
+            } else {
+                socketfleet_operator::crd_yaml()?
+            };
             print!("{yaml}");
             Ok(())
         }

@@ -43,18 +43,42 @@ impl Default for Metrics {
         let status_writes = Counter::default();
         let leader = Gauge::default();
         registry.register("reconciles", "Reconciles started", reconciles.clone());
-        registry.register("reconcile_failures", "Reconciles that failed, by error variant", failures.clone());
-        registry.register("reconcile_duration_seconds", "Duration of one reconcile", reconcile_seconds.clone());
-        registry.register("status_writes", "Status patches sent because the status changed", status_writes.clone());
+        registry.register(
+            "reconcile_failures",
+            "Reconciles that failed, by error variant",
+            failures.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of one reconcile",
+            reconcile_seconds.clone(),
+        );
+        registry.register(
+            "status_writes",
+            "Status patches sent because the status changed",
+            status_writes.clone(),
+        );
         registry.register("leader", "1 while this replica holds the leader lease", leader.clone());
-        Self { reconciles, failures, reconcile_seconds, status_writes, leader, ready: AtomicBool::new(false), registry }
+        Self {
+            reconciles,
+            failures,
+            reconcile_seconds,
+            status_writes,
+            leader,
+            ready: AtomicBool::new(false),
+            registry,
+        }
     }
 }
 
 impl Metrics {
     /// Counts a failed reconcile under its error variant.
     pub fn count_failure(&self, variant: &str) {
-        self.failures.get_or_create(&ErrorLabels { error: variant.to_owned() }).inc();
+        self.failures
+            .get_or_create(&ErrorLabels {
+                error: variant.to_owned(),
+            })
+            .inc();
     }
 
     /// Renders every metric in the OpenMetrics text format.
@@ -77,7 +101,10 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
 
 async fn serve_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         metrics.encode(),
     )
 }
@@ -97,7 +124,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(address).await?;
-    axum::serve(listener, router(metrics)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(metrics))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 #[cfg(test)]
@@ -108,7 +137,10 @@ mod tests {
     use tower::ServiceExt;
 
     async fn get(router: Router, path: &str) -> (StatusCode, String) {
-        let response = router.oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+        let response = router
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         let status = response.status();
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
         (status, String::from_utf8(bytes.to_vec()).unwrap())
@@ -117,7 +149,10 @@ mod tests {
     #[tokio::test]
     async fn readyz_follows_the_ready_flag() {
         let metrics = Arc::new(Metrics::default());
-        assert_eq!(get(router(metrics.clone()), "/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            get(router(metrics.clone()), "/readyz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         metrics.ready.store(true, Ordering::Relaxed);
         assert_eq!(get(router(metrics.clone()), "/readyz").await.0, StatusCode::OK);
         assert_eq!(get(router(metrics), "/livez").await.0, StatusCode::OK);
@@ -139,7 +174,13 @@ mod tests {
         metrics.count_failure("Apply");
         metrics.count_failure("StatusPatch");
         let text = metrics.encode();
-        assert!(text.contains("socketfleet_operator_reconcile_failures_total{error=\"Apply\"} 2"), "{text}");
-        assert!(text.contains("socketfleet_operator_reconcile_failures_total{error=\"StatusPatch\"} 1"), "{text}");
+        assert!(
+            text.contains("socketfleet_operator_reconcile_failures_total{error=\"Apply\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("socketfleet_operator_reconcile_failures_total{error=\"StatusPatch\"} 1"),
+            "{text}"
+        );
     }
 }

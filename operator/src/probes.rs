@@ -49,7 +49,11 @@ impl std::fmt::Debug for RedisTarget {
 pub async fn redis_target(secrets: &Api<Secret>, rtns: &RealtimeNamespace) -> Result<RedisTarget, RedisCheck> {
     let redis = &rtns.spec.redis;
     let scheme = if redis.tls { "rediss" } else { "redis" };
-    let mut urls: Vec<String> = redis.endpoints.iter().map(|endpoint| format!("{scheme}://{endpoint}")).collect();
+    let mut urls: Vec<String> = redis
+        .endpoints
+        .iter()
+        .map(|endpoint| format!("{scheme}://{endpoint}"))
+        .collect();
     if let Some(reference) = &redis.url_secret_ref {
         urls.push(read_secret_key(secrets, reference).await?);
     }
@@ -57,11 +61,19 @@ pub async fn redis_target(secrets: &Api<Secret>, rtns: &RealtimeNamespace) -> Re
         Some(reference) => Some(read_secret_key(secrets, reference).await?),
         None => None,
     };
-    Ok(RedisTarget { mode: redis.mode, urls, username: redis.username.clone(), password })
+    Ok(RedisTarget {
+        mode: redis.mode,
+        urls,
+        username: redis.username.clone(),
+        password,
+    })
 }
 
 async fn read_secret_key(secrets: &Api<Secret>, reference: &SecretKeyRef) -> Result<String, RedisCheck> {
-    let missing = |message: String| RedisCheck::Unreachable { reason: "SecretNotFound", message };
+    let missing = |message: String| RedisCheck::Unreachable {
+        reason: "SecretNotFound",
+        message,
+    };
     let secret = secrets
         .get_opt(&reference.name)
         .await
@@ -89,7 +101,10 @@ pub async fn check_redis(target: &RedisTarget) -> RedisCheck {
             message: "the operator does not check Redis over TLS; gateway readiness shows whether pods reach it".into(),
         };
     }
-    let mut last = RedisCheck::Unreachable { reason: "NoEndpoint", message: "no Redis endpoint is configured".into() };
+    let mut last = RedisCheck::Unreachable {
+        reason: "NoEndpoint",
+        message: "no Redis endpoint is configured".into(),
+    };
     // Trying a few seeds bounds one reconcile's wait at MAX_CHECKED_URLS timeouts.
     for url in target.urls.iter().take(MAX_CHECKED_URLS) {
         let outcome = tokio::time::timeout(PROBE_TIMEOUT, check_one(target, url)).await;
@@ -129,7 +144,10 @@ async fn check_one(target: &RedisTarget, url: &str) -> RedisCheck {
     let mut connection = match client.get_multiplexed_async_connection().await {
         Ok(connection) => connection,
         Err(err) if err.kind() == redis::ErrorKind::AuthenticationFailed => {
-            return unreachable("AuthenticationFailed", format!("{shown} rejected the credentials: {err}"));
+            return unreachable(
+                "AuthenticationFailed",
+                format!("{shown} rejected the credentials: {err}"),
+            );
         }
         Err(err) => return unreachable("ConnectFailed", format!("failed to connect to {shown}: {err}")),
     };
@@ -139,16 +157,23 @@ async fn check_one(target: &RedisTarget, url: &str) -> RedisCheck {
         return unreachable("PingFailed", format!("PING to {shown} failed: {err}"));
     }
     if target.mode == RedisMode::Standalone {
-        return RedisCheck::Reachable { message: format!("{shown} replied to PING") };
+        return RedisCheck::Reachable {
+            message: format!("{shown} replied to PING"),
+        };
     }
 
     let info: redis::RedisResult<String> = redis::cmd("CLUSTER").arg("INFO").query_async(&mut connection).await;
     match info {
         Err(err) => unreachable("ClusterInfoFailed", format!("CLUSTER INFO on {shown} failed: {err}")),
         Ok(text) => match cluster_state(&text) {
-            Some("ok") => RedisCheck::Reachable { message: format!("{shown} replied to PING and reports cluster_state:ok") },
+            Some("ok") => RedisCheck::Reachable {
+                message: format!("{shown} replied to PING and reports cluster_state:ok"),
+            },
             Some(state) => unreachable("ClusterStateFail", format!("{shown} reports cluster_state:{state}")),
-            None => unreachable("ClusterInfoFailed", format!("CLUSTER INFO on {shown} has no cluster_state line")),
+            None => unreachable(
+                "ClusterInfoFailed",
+                format!("CLUSTER INFO on {shown} has no cluster_state line"),
+            ),
         },
     }
 }
@@ -203,7 +228,11 @@ pub async fn live_connections(pods: &Api<Pod>, selector: &str) -> Result<Option<
 
 /// Reads one pod's `/metrics` and returns its `socket_io_connected` total.
 pub async fn scrape_connections(ip: &str, port: u16) -> std::io::Result<i64> {
-    let host = if ip.contains(':') { format!("[{ip}]") } else { ip.to_owned() };
+    let host = if ip.contains(':') {
+        format!("[{ip}]")
+    } else {
+        ip.to_owned()
+    };
     let body = tokio::time::timeout(PROBE_TIMEOUT, http_get(&host, port, "/metrics"))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "metrics request timed out"))??;
@@ -223,7 +252,10 @@ async fn http_get(host: &str, port: u16, path: &str) -> std::io::Result<String> 
     let (head, body) = text
         .split_once("\r\n\r\n")
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "response has no header end"))?;
-    let status_ok = head.lines().next().is_some_and(|line| line.split_whitespace().nth(1) == Some("200"));
+    let status_ok = head
+        .lines()
+        .next()
+        .is_some_and(|line| line.split_whitespace().nth(1) == Some("200"));
     if !status_ok {
         let status = head.lines().next().unwrap_or_default().to_owned();
         return Err(std::io::Error::other(format!("metrics request failed with {status}")));
@@ -267,7 +299,10 @@ mod tests {
     #[test]
     fn sum_metric_reads_unlabelled_samples() {
         assert_eq!(sum_metric("socket_io_connected 7\n", "socket_io_connected"), 7);
-        assert_eq!(sum_metric("socket_io_connected 7 1700000000000\n", "socket_io_connected"), 7);
+        assert_eq!(
+            sum_metric("socket_io_connected 7 1700000000000\n", "socket_io_connected"),
+            7
+        );
         assert_eq!(sum_metric("", "socket_io_connected"), 0);
     }
 
@@ -330,7 +365,11 @@ mod tests {
     #[tokio::test]
     async fn unreachable_redis_reports_connect_failure() {
         // Bind and drop a listener to get a loopback port that refuses connections.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let target = RedisTarget {
             mode: RedisMode::Standalone,
             urls: vec![format!("redis://127.0.0.1:{port}")],

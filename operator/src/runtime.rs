@@ -11,10 +11,10 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::Client;
 use kube::api::Api;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{Controller, watcher};
-use kube::Client;
 use thiserror::Error;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -32,7 +32,10 @@ pub enum RunError {
     #[error("failed to create a Kubernetes client: {0}")]
     Client(#[source] kube::Error),
     #[error("failed to serve metrics on {address}: {source}")]
-    Metrics { address: std::net::SocketAddr, source: std::io::Error },
+    Metrics {
+        address: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("lost the leader lease; exiting so that the pod restarts as a candidate")]
     LostLeadership,
     #[error("invalid setting: {0}")]
@@ -53,7 +56,11 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let (stop_sender, stop) = watch::channel(false);
     tokio::spawn(forward_signals(stop_sender));
 
-    let metrics_server = tokio::spawn(metrics::serve(args.metrics_address, metrics.clone(), wait_for(stop.clone())));
+    let metrics_server = tokio::spawn(metrics::serve(
+        args.metrics_address,
+        metrics.clone(),
+        wait_for(stop.clone()),
+    ));
     metrics.ready.store(true, Ordering::Relaxed);
     info!(address = %args.metrics_address, "serving metrics and health checks");
 
@@ -83,7 +90,14 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     }
 
     let renewing = elector.as_ref().map(|elector| elector.keep_renewing(leading_sender));
-    let controller = run_controller(&args, client.clone(), metrics.clone(), &identity, stop.clone(), leading.clone());
+    let controller = run_controller(
+        &args,
+        client.clone(),
+        metrics.clone(),
+        &identity,
+        stop.clone(),
+        leading.clone(),
+    );
     match renewing {
         Some(renewing) => {
             tokio::select! {
@@ -122,9 +136,14 @@ async fn run_controller(
 ) {
     let recorder = Recorder::new(
         client.clone(),
-        Reporter { controller: crate::FIELD_MANAGER.to_owned(), instance: Some(identity.to_owned()) },
+        Reporter {
+            controller: crate::FIELD_MANAGER.to_owned(),
+            instance: Some(identity.to_owned()),
+        },
     );
-    let settings = BuildSettings { gateway_image: args.gateway_image.clone() };
+    let settings = BuildSettings {
+        gateway_image: args.gateway_image.clone(),
+    };
     let context = Arc::new(Context::new(
         client.clone(),
         settings,
@@ -142,7 +161,13 @@ async fn run_controller(
             Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), namespace),
             Api::<PodDisruptionBudget>::namespaced(client.clone(), namespace),
         ),
-        None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone())),
+        None => (
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+        ),
     };
     // Only objects the operator labelled are watched, so unrelated Deployments cost nothing.
     let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=socketfleet-operator");

@@ -11,7 +11,13 @@ use socketfleet_operator::crd::RealtimeNamespace;
 
 fn schema() -> Value {
     let crd = RealtimeNamespace::crd();
-    let schema = crd.spec.versions[0].schema.as_ref().unwrap().open_api_v3_schema.as_ref().unwrap();
+    let schema = crd.spec.versions[0]
+        .schema
+        .as_ref()
+        .unwrap()
+        .open_api_v3_schema
+        .as_ref()
+        .unwrap();
     serde_json::to_value(schema).unwrap()
 }
 
@@ -33,7 +39,8 @@ fn schema_errors(object: &Value) -> Vec<String> {
 /// Returns the CEL rule failures as "fieldPath: message" lines. The object goes through the
 /// Rust type first, which fills in the defaults the API server would apply.
 fn cel_errors(object: &Value) -> Vec<String> {
-    let typed: RealtimeNamespace = serde_json::from_value(object.clone()).expect("object parses as a RealtimeNamespace");
+    let typed: RealtimeNamespace =
+        serde_json::from_value(object.clone()).expect("object parses as a RealtimeNamespace");
     match kube::core::cel::validate_cel(&typed) {
         Ok(()) => Vec::new(),
         Err(errors) => errors
@@ -49,7 +56,11 @@ fn minimal_with(path: &str, value: Value) -> Value {
     let mut target = &mut object;
     let keys: Vec<&str> = path.split('.').collect();
     for key in &keys[..keys.len() - 1] {
-        target = target.as_object_mut().unwrap().entry(key.to_string()).or_insert_with(|| json!({}));
+        target = target
+            .as_object_mut()
+            .unwrap()
+            .entry(key.to_string())
+            .or_insert_with(|| json!({}));
     }
     target[keys[keys.len() - 1]] = value;
     object
@@ -67,17 +78,34 @@ fn examples_pass_schema_and_cel_rules() {
 #[test]
 fn bad_namespace_paths_are_rejected_naming_spec_path() {
     let long = format!("/{}", "a".repeat(300));
-    for path in ["/Acme, Inc.", "/tenant,x", "/chat?x=1", "/café", long.as_str(), "/a#b", "chat", "/a-", ""] {
+    for path in [
+        "/Acme, Inc.",
+        "/tenant,x",
+        "/chat?x=1",
+        "/café",
+        long.as_str(),
+        "/a#b",
+        "chat",
+        "/a-",
+        "",
+    ] {
         let errors = schema_errors(&minimal_with("spec.path", json!(path)));
         assert!(!errors.is_empty(), "{path:?} was accepted");
-        assert!(errors.iter().all(|e| e.starts_with("/spec/path")), "{path:?}: {errors:?}");
+        assert!(
+            errors.iter().all(|e| e.starts_with("/spec/path")),
+            "{path:?}: {errors:?}"
+        );
     }
 }
 
 #[test]
 fn valid_namespace_paths_are_accepted() {
     for path in ["/", "/calls", "/chat-2", &format!("/{}", "a".repeat(63))] {
-        assert_eq!(schema_errors(&minimal_with("spec.path", json!(path))), Vec::<String>::new(), "{path:?}");
+        assert_eq!(
+            schema_errors(&minimal_with("spec.path", json!(path))),
+            Vec::<String>::new(),
+            "{path:?}"
+        );
     }
 }
 
@@ -86,26 +114,52 @@ fn min_replicas_above_max_is_rejected() {
     let object = minimal_with("spec.scaling", json!({"minReplicas": 5, "maxReplicas": 2}));
     let errors = cel_errors(&object);
     assert_eq!(errors.len(), 1, "{errors:?}");
-    assert!(errors[0].contains("spec.scaling.minReplicas must not exceed spec.scaling.maxReplicas"), "{errors:?}");
+    assert!(
+        errors[0].contains("spec.scaling.minReplicas must not exceed spec.scaling.maxReplicas"),
+        "{errors:?}"
+    );
 }
 
 #[test]
 fn limits_out_of_range_are_rejected_naming_the_field() {
     let cases = [
         ("spec.connections.maxPerPod", json!(0), "/spec/connections/maxPerPod"),
-        ("spec.connections.maxPerPod", json!(2_000_000), "/spec/connections/maxPerPod"),
-        ("spec.connections.pingIntervalSeconds", json!(0), "/spec/connections/pingIntervalSeconds"),
-        ("spec.connections.pingTimeoutSeconds", json!(0), "/spec/connections/pingTimeoutSeconds"),
-        ("spec.connections.maxPayloadBytes", json!(10), "/spec/connections/maxPayloadBytes"),
+        (
+            "spec.connections.maxPerPod",
+            json!(2_000_000),
+            "/spec/connections/maxPerPod",
+        ),
+        (
+            "spec.connections.pingIntervalSeconds",
+            json!(0),
+            "/spec/connections/pingIntervalSeconds",
+        ),
+        (
+            "spec.connections.pingTimeoutSeconds",
+            json!(0),
+            "/spec/connections/pingTimeoutSeconds",
+        ),
+        (
+            "spec.connections.maxPayloadBytes",
+            json!(10),
+            "/spec/connections/maxPayloadBytes",
+        ),
         ("spec.replicas", json!(-1), "/spec/replicas"),
         ("spec.drain.seconds", json!(-5), "/spec/drain/seconds"),
         ("spec.connections.transports", json!([]), "/spec/connections/transports"),
-        ("spec.connections.transports", json!(["carrier-pigeon"]), "/spec/connections/transports/0"),
+        (
+            "spec.connections.transports",
+            json!(["carrier-pigeon"]),
+            "/spec/connections/transports/0",
+        ),
     ];
     for (field, value, path) in cases {
         let errors = schema_errors(&minimal_with(field, value.clone()));
         assert!(!errors.is_empty(), "{field} = {value} was accepted");
-        assert!(errors.iter().any(|e| e.starts_with(path)), "{field} = {value}: {errors:?}");
+        assert!(
+            errors.iter().any(|e| e.starts_with(path)),
+            "{field} = {value}: {errors:?}"
+        );
     }
 }
 
@@ -116,17 +170,30 @@ fn scale_down_faster_than_five_minutes_is_rejected() {
         json!({"minReplicas": 1, "maxReplicas": 3, "scaleDownStabilizationSeconds": 60}),
     );
     let errors = schema_errors(&object);
-    assert!(errors.iter().any(|e| e.starts_with("/spec/scaling/scaleDownStabilizationSeconds")), "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("/spec/scaling/scaleDownStabilizationSeconds")),
+        "{errors:?}"
+    );
 }
 
 #[test]
 fn missing_redis_endpoints_are_rejected() {
     let errors = cel_errors(&minimal_with("spec.redis", json!({"mode": "cluster"})));
     assert_eq!(errors.len(), 1, "{errors:?}");
-    assert!(errors[0].contains("spec.redis needs exactly one of endpoints"), "{errors:?}");
+    assert!(
+        errors[0].contains("spec.redis needs exactly one of endpoints"),
+        "{errors:?}"
+    );
 
     let errors = cel_errors(&minimal_with("spec.redis", json!({"endpoints": []})));
-    assert!(errors.iter().any(|e| e.contains("spec.redis needs exactly one of endpoints")), "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("spec.redis needs exactly one of endpoints")),
+        "{errors:?}"
+    );
 }
 
 #[test]
@@ -141,16 +208,26 @@ fn missing_redis_is_rejected_by_the_schema() {
 fn malformed_redis_endpoint_is_rejected() {
     for endpoint in ["redis-0", "redis://redis-0:6379", "redis 0:6379", "host:port"] {
         let errors = cel_errors(&minimal_with("spec.redis.endpoints", json!([endpoint])));
-        assert!(errors.iter().any(|e| e.contains("host:port")), "{endpoint:?}: {errors:?}");
+        assert!(
+            errors.iter().any(|e| e.contains("host:port")),
+            "{endpoint:?}: {errors:?}"
+        );
     }
     for endpoint in ["redis-0.redis.svc:6379", "10.0.0.5:7000", "[fd00::1]:6379"] {
-        assert_eq!(cel_errors(&minimal_with("spec.redis.endpoints", json!([endpoint]))), Vec::<String>::new(), "{endpoint:?}");
+        assert_eq!(
+            cel_errors(&minimal_with("spec.redis.endpoints", json!([endpoint]))),
+            Vec::<String>::new(),
+            "{endpoint:?}"
+        );
     }
 }
 
 #[test]
 fn standalone_redis_takes_one_endpoint() {
-    let object = minimal_with("spec.redis", json!({"mode": "standalone", "endpoints": ["a:6379", "b:6379"]}));
+    let object = minimal_with(
+        "spec.redis",
+        json!({"mode": "standalone", "endpoints": ["a:6379", "b:6379"]}),
+    );
     let errors = cel_errors(&object);
     assert!(errors.iter().any(|e| e.contains("exactly one endpoint")), "{errors:?}");
 }
@@ -161,7 +238,12 @@ fn fixed_replicas_with_autoscaling_is_rejected() {
     let mut object = object;
     object["spec"]["replicas"] = json!(3);
     let errors = cel_errors(&object);
-    assert!(errors.iter().any(|e| e.contains("spec.replicas must not be set while spec.scaling is set")), "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("spec.replicas must not be set while spec.scaling is set")),
+        "{errors:?}"
+    );
 }
 
 #[test]
@@ -171,13 +253,23 @@ fn connection_target_above_pod_maximum_is_rejected() {
         json!({"minReplicas": 1, "maxReplicas": 4, "targetConnectionsPerPod": 30000}),
     );
     let errors = cel_errors(&object);
-    assert!(errors.iter().any(|e| e.contains("targetConnectionsPerPod must not exceed")), "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("targetConnectionsPerPod must not exceed")),
+        "{errors:?}"
+    );
 }
 
 #[test]
 fn per_user_limit_without_auth_is_rejected() {
     let errors = cel_errors(&minimal_with("spec.connections.perUser", json!(3)));
-    assert!(errors.iter().any(|e| e.contains("spec.connections.perUser needs spec.auth")), "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("spec.connections.perUser needs spec.auth")),
+        "{errors:?}"
+    );
 }
 
 #[test]

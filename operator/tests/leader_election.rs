@@ -42,7 +42,10 @@ async fn missing_lease_is_created_and_held() {
     let api = FakeApi::default();
     assert!(elector(&api, "a").try_acquire_or_renew().await.unwrap());
     let requests = api.requests();
-    let create = requests.iter().find(|r| r.method == Method::POST).expect("a create request");
+    let create = requests
+        .iter()
+        .find(|r| r.method == Method::POST)
+        .expect("a create request");
     assert_eq!(create.body["spec"]["holderIdentity"], "a");
     assert_eq!(create.body["spec"]["leaseDurationSeconds"], 15);
 }
@@ -52,17 +55,26 @@ async fn valid_foreign_lease_is_left_alone() {
     let api = FakeApi::default();
     api.put(LEASE, foreign_lease(Timestamp::now(), "10"));
     assert!(!elector(&api, "a").try_acquire_or_renew().await.unwrap());
-    assert!(api.requests().iter().all(|r| r.method == Method::GET), "{:?}", api.requests());
+    assert!(
+        api.requests().iter().all(|r| r.method == Method::GET),
+        "{:?}",
+        api.requests()
+    );
 }
 
 #[tokio::test]
 async fn expired_lease_is_taken_over() {
     let api = FakeApi::default();
-    let long_ago = Timestamp::now().checked_sub(k8s_openapi::jiff::SignedDuration::from_secs(60)).unwrap();
+    let long_ago = Timestamp::now()
+        .checked_sub(k8s_openapi::jiff::SignedDuration::from_secs(60))
+        .unwrap();
     api.put(LEASE, foreign_lease(long_ago, "10"));
     assert!(elector(&api, "a").try_acquire_or_renew().await.unwrap());
     let requests = api.requests();
-    let replace = requests.iter().find(|r| r.method == Method::PUT).expect("a replace request");
+    let replace = requests
+        .iter()
+        .find(|r| r.method == Method::PUT)
+        .expect("a replace request");
     assert_eq!(replace.body["spec"]["holderIdentity"], "a");
     assert_eq!(replace.body["metadata"]["resourceVersion"], "10");
 }
@@ -70,7 +82,9 @@ async fn expired_lease_is_taken_over() {
 #[tokio::test]
 async fn concurrent_write_is_a_conflict() {
     let api = FakeApi::default();
-    let long_ago = Timestamp::now().checked_sub(k8s_openapi::jiff::SignedDuration::from_secs(60)).unwrap();
+    let long_ago = Timestamp::now()
+        .checked_sub(k8s_openapi::jiff::SignedDuration::from_secs(60))
+        .unwrap();
     api.put(LEASE, foreign_lease(long_ago, "10"));
     api.conflict_on_put.store(true, std::sync::atomic::Ordering::Relaxed);
 

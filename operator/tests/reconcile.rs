@@ -36,12 +36,21 @@ async fn every_apply_uses_one_field_manager_with_force() {
     let requests = api.requests();
     let patches = patches(&requests);
     let kinds: Vec<&str> = patches.iter().map(|p| p.path.rsplit('/').nth(1).unwrap()).collect();
-    assert_eq!(kinds, vec!["deployments", "services", "services", "poddisruptionbudgets", "chat"]);
+    assert_eq!(
+        kinds,
+        vec!["deployments", "services", "services", "poddisruptionbudgets", "chat"]
+    );
     for patch in &patches {
         assert_eq!(patch.field_manager().as_deref(), Some(FIELD_MANAGER), "{}", patch.path);
         assert!(patch.query.contains("force=true"), "{} {}", patch.path, patch.query);
     }
-    assert!(patches.last().unwrap().path.ends_with("/realtimenamespaces/chat/status"));
+    assert!(
+        patches
+            .last()
+            .unwrap()
+            .path
+            .ends_with("/realtimenamespaces/chat/status")
+    );
 }
 
 #[tokio::test]
@@ -51,11 +60,24 @@ async fn autoscaled_fleet_apply_never_sets_replicas() {
     reconcile_on(&api, &autoscaled()).await.unwrap();
 
     let requests = api.requests();
-    let deployment = requests.iter().find(|r| r.method == Method::PATCH && r.path == DEPLOYMENT).unwrap();
-    assert!(deployment.body["spec"].get("replicas").is_none(), "{}", deployment.body["spec"]);
-    let autoscaler = requests.iter().find(|r| r.method == Method::PATCH && r.path == HPA).unwrap();
+    let deployment = requests
+        .iter()
+        .find(|r| r.method == Method::PATCH && r.path == DEPLOYMENT)
+        .unwrap();
+    assert!(
+        deployment.body["spec"].get("replicas").is_none(),
+        "{}",
+        deployment.body["spec"]
+    );
+    let autoscaler = requests
+        .iter()
+        .find(|r| r.method == Method::PATCH && r.path == HPA)
+        .unwrap();
     assert_eq!(autoscaler.body["spec"]["minReplicas"], 2);
-    assert_eq!(autoscaler.body["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"], 300);
+    assert_eq!(
+        autoscaler.body["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"],
+        300
+    );
 }
 
 #[tokio::test]
@@ -83,8 +105,10 @@ async fn turning_autoscaling_on_hands_replicas_over_first() {
     reconcile_on(&api, &autoscaled()).await.unwrap();
 
     let requests = api.requests();
-    let deployment_patches: Vec<&Recorded> =
-        requests.iter().filter(|r| r.method == Method::PATCH && r.path == DEPLOYMENT).collect();
+    let deployment_patches: Vec<&Recorded> = requests
+        .iter()
+        .filter(|r| r.method == Method::PATCH && r.path == DEPLOYMENT)
+        .collect();
     assert_eq!(deployment_patches.len(), 2);
     assert_eq!(deployment_patches[0].field_manager().as_deref(), Some(HANDOVER_MANAGER));
     assert_eq!(deployment_patches[0].body["spec"], json!({"replicas": 5}));
@@ -127,10 +151,16 @@ async fn turning_autoscaling_off_sets_replicas_and_deletes_the_autoscaler() {
     reconcile_on(&api, &rtns).await.unwrap();
 
     let requests = api.requests();
-    let deployment = requests.iter().find(|r| r.method == Method::PATCH && r.path == DEPLOYMENT).unwrap();
+    let deployment = requests
+        .iter()
+        .find(|r| r.method == Method::PATCH && r.path == DEPLOYMENT)
+        .unwrap();
     // The size the HPA last chose stays; the operator owns it from now on.
     assert_eq!(deployment.body["spec"]["replicas"], 6);
-    assert!(requests.iter().any(|r| r.method == Method::DELETE && r.path == HPA), "no DELETE of the HPA");
+    assert!(
+        requests.iter().any(|r| r.method == Method::DELETE && r.path == HPA),
+        "no DELETE of the HPA"
+    );
 }
 
 #[tokio::test]
@@ -146,7 +176,10 @@ async fn autoscaler_created_by_someone_else_is_left_alone() {
         }),
     );
     reconcile_on(&api, &example("minimal.yaml")).await.unwrap();
-    assert!(!api.requests().iter().any(|r| r.method == Method::DELETE), "deleted a foreign HPA");
+    assert!(
+        !api.requests().iter().any(|r| r.method == Method::DELETE),
+        "deleted a foreign HPA"
+    );
 }
 
 #[tokio::test]
@@ -158,11 +191,17 @@ async fn steady_fleet_writes_status_once() {
     reconcile_on(&api, &rtns.clone()).await.unwrap();
 
     let requests = api.requests();
-    let status_patch = requests.iter().find(|r| r.path.ends_with("/status")).expect("first pass writes the status");
+    let status_patch = requests
+        .iter()
+        .find(|r| r.path.ends_with("/status"))
+        .expect("first pass writes the status");
     let status: RealtimeNamespaceStatus = serde_json::from_value(status_patch.body["status"].clone()).unwrap();
     assert_eq!(status.ready_replicas, 2);
     assert_eq!(status.endpoint.as_deref(), Some("http://chat.apps.svc:3000/chat"));
-    assert_eq!(status.selector.as_deref(), Some("app.kubernetes.io/instance=chat,app.kubernetes.io/name=socketfleet-gateway"));
+    assert_eq!(
+        status.selector.as_deref(),
+        Some("app.kubernetes.io/instance=chat,app.kubernetes.io/name=socketfleet-gateway")
+    );
     let ready = status.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
     assert_eq!(ready.status, "True");
     assert_eq!(ready.observed_generation, Some(1));
@@ -173,8 +212,14 @@ async fn steady_fleet_writes_status_once() {
     *second.deployment_status.lock().unwrap() = rolled_out(2);
     reconcile_on(&second, &rtns).await.unwrap();
     let requests = second.requests();
-    assert!(!requests.iter().any(|r| r.path.ends_with("/status")), "second pass wrote the status again");
-    assert!(!requests.iter().any(|r| r.path.contains("/events")), "second pass published an event");
+    assert!(
+        !requests.iter().any(|r| r.path.ends_with("/status")),
+        "second pass wrote the status again"
+    );
+    assert!(
+        !requests.iter().any(|r| r.path.contains("/events")),
+        "second pass published an event"
+    );
 }
 
 #[tokio::test]
@@ -184,7 +229,11 @@ async fn condition_flip_publishes_a_warning_event() {
     let mut rtns = example("minimal.yaml");
     rtns.spec.replicas = Some(2);
     reconcile_on(&api, &rtns.clone()).await.unwrap();
-    let status_patch = api.requests().into_iter().find(|r| r.path.ends_with("/status")).unwrap();
+    let status_patch = api
+        .requests()
+        .into_iter()
+        .find(|r| r.path.ends_with("/status"))
+        .unwrap();
     rtns.status = Some(serde_json::from_value(status_patch.body["status"].clone()).unwrap());
 
     let next = FakeApi::default();
@@ -192,8 +241,14 @@ async fn condition_flip_publishes_a_warning_event() {
         json!({"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 0});
     reconcile_on(&next, &rtns).await.unwrap();
     let requests = next.requests();
-    let events: Vec<&Recorded> = requests.iter().filter(|r| r.method == Method::POST && r.path.contains("/events")).collect();
-    let ready_false = events.iter().find(|e| e.body["reason"] == "ReadyFalse").expect("an event for Ready turning False");
+    let events: Vec<&Recorded> = requests
+        .iter()
+        .filter(|r| r.method == Method::POST && r.path.contains("/events"))
+        .collect();
+    let ready_false = events
+        .iter()
+        .find(|e| e.body["reason"] == "ReadyFalse")
+        .expect("an event for Ready turning False");
     assert_eq!(ready_false.body["type"], "Warning");
 }
 
@@ -203,14 +258,19 @@ async fn connections_are_summed_from_pod_metrics() {
     let mut servers = Vec::new();
     let mut pods = Vec::new();
     for (index, (address, count)) in [("127.0.83.1", 12), ("127.0.83.2", 30)].into_iter().enumerate() {
-        let listener = tokio::net::TcpListener::bind((address, 9090)).await.expect("bind a loopback admin port");
+        let listener = tokio::net::TcpListener::bind((address, 9090))
+            .await
+            .expect("bind a loopback admin port");
         servers.push(tokio::spawn(async move {
             let (mut socket, _) = listener.accept().await.unwrap();
             let mut request = [0u8; 1024];
             let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut request).await.unwrap();
-            let body = format!("# TYPE socket_io_connected gauge\nsocket_io_connected{{namespace=\"/chat\"}} {count}\n");
+            let body =
+                format!("# TYPE socket_io_connected gauge\nsocket_io_connected{{namespace=\"/chat\"}} {count}\n");
             let response = format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
-            tokio::io::AsyncWriteExt::write_all(&mut socket, response.as_bytes()).await.unwrap();
+            tokio::io::AsyncWriteExt::write_all(&mut socket, response.as_bytes())
+                .await
+                .unwrap();
         }));
         pods.push(json!({
             "apiVersion": "v1",
@@ -220,7 +280,9 @@ async fn connections_are_summed_from_pod_metrics() {
         }));
     }
     // A pending pod has no address and is skipped.
-    pods.push(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "chat-2"}, "status": {"phase": "Pending"}}));
+    pods.push(
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "chat-2"}, "status": {"phase": "Pending"}}),
+    );
 
     let api = FakeApi::default();
     *api.deployment_status.lock().unwrap() = rolled_out(2);
@@ -245,15 +307,18 @@ async fn status_apply_leaves_foreign_conditions_out() {
     let api = FakeApi::default();
     *api.deployment_status.lock().unwrap() = rolled_out(1);
     let mut rtns = example("minimal.yaml");
-    rtns.status = Some(serde_json::from_value(json!({
-        "conditions": [{
-            "type": "example.com/Audited",
-            "status": "True",
-            "reason": "Checked",
-            "message": "",
-            "lastTransitionTime": "2026-01-01T00:00:00Z"
-        }]
-    })).unwrap());
+    rtns.status = Some(
+        serde_json::from_value(json!({
+            "conditions": [{
+                "type": "example.com/Audited",
+                "status": "True",
+                "reason": "Checked",
+                "message": "",
+                "lastTransitionTime": "2026-01-01T00:00:00Z"
+            }]
+        }))
+        .unwrap(),
+    );
     reconcile_on(&api, &rtns).await.unwrap();
 
     let requests = api.requests();

@@ -18,9 +18,22 @@ struct RedisServer {
 
 impl RedisServer {
     fn start(extra: &[&str]) -> RedisServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -28,7 +41,10 @@ impl RedisServer {
             .expect("redis-server is installed (scripts/deps.sh installs it)");
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not listen on port {port} within 10s");
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not listen on port {port} within 10s"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         RedisServer { child, port }
@@ -74,7 +90,10 @@ async fn wrong_password_is_reported_as_authentication_failure() {
     let check = check_redis(&server.target(RedisMode::Standalone, Some("wrong-password"))).await;
     assert_eq!(reason(&check), "AuthenticationFailed", "{check:?}");
     if let RedisCheck::Unreachable { message, .. } = &check {
-        assert!(!message.contains("wrong-password"), "the message leaks the password: {message}");
+        assert!(
+            !message.contains("wrong-password"),
+            "the message leaks the password: {message}"
+        );
     }
 
     let check = check_redis(&server.target(RedisMode::Standalone, Some("right-password"))).await;
@@ -91,7 +110,11 @@ async fn cluster_mode_needs_cluster_support() {
 #[tokio::test]
 async fn next_endpoint_is_tried_when_the_first_is_down() {
     let server = RedisServer::start(&[]);
-    let closed_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut target = server.target(RedisMode::Standalone, None);
     target.urls.insert(0, format!("redis://127.0.0.1:{closed_port}"));
     let check = check_redis(&target).await;

@@ -9,8 +9,14 @@ use axum::routing::get;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let port: u16 = std::env::var("ECHO_PORT").ok().and_then(|port| port.parse().ok()).unwrap_or(3000);
-    let stop_delay: u64 = std::env::var("ECHO_STOP_DELAY_SECONDS").ok().and_then(|delay| delay.parse().ok()).unwrap_or(0);
+    let port: u16 = std::env::var("ECHO_PORT")
+        .ok()
+        .and_then(|port| port.parse().ok())
+        .unwrap_or(3000);
+    let stop_delay: u64 = std::env::var("ECHO_STOP_DELAY_SECONDS")
+        .ok()
+        .and_then(|delay| delay.parse().ok())
+        .unwrap_or(0);
     let identity = format!(
         "{} {}\n",
         std::env::var("POD_NAME").unwrap_or_default(),
@@ -22,7 +28,8 @@ async fn main() -> anyhow::Result<()> {
         .route("/readyz", get(|| async { "ok\n" }));
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
     let shutdown = async move {
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         terminate.recv().await;
         eprintln!("received SIGTERM; exiting in {stop_delay} s");
         tokio::time::sleep(Duration::from_secs(stop_delay)).await;

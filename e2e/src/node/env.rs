@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Container, EnvVarSource, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use kube::api::Api;
 use kube::Client;
+use kube::api::Api;
 
 use super::{Error, Result};
 
@@ -19,11 +19,16 @@ pub struct Sources {
 
 impl Sources {
     pub fn new(client: &Client, namespace: &str) -> Self {
-        Self { secrets: Api::namespaced(client.clone(), namespace), config_maps: Api::namespaced(client.clone(), namespace) }
+        Self {
+            secrets: Api::namespaced(client.clone(), namespace),
+            config_maps: Api::namespaced(client.clone(), namespace),
+        }
     }
 
     async fn secret(&self, name: &str) -> Result<Option<BTreeMap<String, String>>> {
-        let Some(secret) = self.secrets.get_opt(name).await? else { return Ok(None) };
+        let Some(secret) = self.secrets.get_opt(name).await? else {
+            return Ok(None);
+        };
         let mut values: BTreeMap<String, String> = secret.string_data.unwrap_or_default();
         for (key, bytes) in secret.data.unwrap_or_default() {
             values.insert(key, String::from_utf8_lossy(&bytes.0).into_owned());
@@ -32,7 +37,11 @@ impl Sources {
     }
 
     async fn config_map(&self, name: &str) -> Result<Option<BTreeMap<String, String>>> {
-        Ok(self.config_maps.get_opt(name).await?.map(|config_map| config_map.data.unwrap_or_default()))
+        Ok(self
+            .config_maps
+            .get_opt(name)
+            .await?
+            .map(|config_map| config_map.data.unwrap_or_default()))
     }
 }
 
@@ -50,9 +59,17 @@ pub async fn container_env(
     for from in container.env_from.iter().flatten() {
         let prefix = from.prefix.clone().unwrap_or_default();
         let (values, optional, what) = if let Some(reference) = &from.secret_ref {
-            (sources.secret(&reference.name).await?, reference.optional, format!("Secret {}", reference.name))
+            (
+                sources.secret(&reference.name).await?,
+                reference.optional,
+                format!("Secret {}", reference.name),
+            )
         } else if let Some(reference) = &from.config_map_ref {
-            (sources.config_map(&reference.name).await?, reference.optional, format!("ConfigMap {}", reference.name))
+            (
+                sources.config_map(&reference.name).await?,
+                reference.optional,
+                format!("ConfigMap {}", reference.name),
+            )
         } else {
             continue;
         };
@@ -103,7 +120,10 @@ async fn value_from(
         return resource_value(container, &resource.resource, resource.divisor.as_ref()).map(Some);
     }
     if let Some(key) = &source.secret_key_ref {
-        let value = sources.secret(&key.name).await?.and_then(|values| values.get(&key.key).cloned());
+        let value = sources
+            .secret(&key.name)
+            .await?
+            .and_then(|values| values.get(&key.key).cloned());
         return match value {
             Some(value) => Ok(Some(value)),
             None if key.optional == Some(true) => Ok(None),
@@ -111,14 +131,19 @@ async fn value_from(
         };
     }
     if let Some(key) = &source.config_map_key_ref {
-        let value = sources.config_map(&key.name).await?.and_then(|values| values.get(&key.key).cloned());
+        let value = sources
+            .config_map(&key.name)
+            .await?
+            .and_then(|values| values.get(&key.key).cloned());
         return match value {
             Some(value) => Ok(Some(value)),
             None if key.optional == Some(true) => Ok(None),
             None => Err(Error::NotFound(format!("key {} in ConfigMap {}", key.key, key.name))),
         };
     }
-    Err(Error::InvalidSpec("env valueFrom has no source this node supports".to_owned()))
+    Err(Error::InvalidSpec(
+        "env valueFrom has no source this node supports".to_owned(),
+    ))
 }
 
 /// Returns a downward API field of the pod, as a kubelet resolves `fieldRef.fieldPath`.
@@ -160,10 +185,19 @@ fn resource_value(container: &Container, resource: &str, divisor: Option<&Quanti
         "requests" => resources.and_then(|resources| resources.requests.as_ref()),
         _ => return Err(Error::InvalidSpec(format!("unsupported resourceFieldRef {resource:?}"))),
     };
-    let amount = map.and_then(|map| map.get(name)).map(|quantity| parse_quantity(&quantity.0)).transpose()?.unwrap_or(0.0);
-    let divisor = divisor.map(|quantity| parse_quantity(&quantity.0)).transpose()?.unwrap_or(1.0);
+    let amount = map
+        .and_then(|map| map.get(name))
+        .map(|quantity| parse_quantity(&quantity.0))
+        .transpose()?
+        .unwrap_or(0.0);
+    let divisor = divisor
+        .map(|quantity| parse_quantity(&quantity.0))
+        .transpose()?
+        .unwrap_or(1.0);
     if divisor <= 0.0 {
-        return Err(Error::InvalidSpec(format!("resourceFieldRef {resource:?} has a divisor of zero")));
+        return Err(Error::InvalidSpec(format!(
+            "resourceFieldRef {resource:?} has a divisor of zero"
+        )));
     }
     Ok(format!("{}", (amount / divisor).ceil() as i64))
 }
@@ -171,7 +205,9 @@ fn resource_value(container: &Container, resource: &str, divisor: Option<&Quanti
 /// Parses a Kubernetes quantity (`250m`, `1.5`, `128Mi`, `1G`) into a plain number.
 pub fn parse_quantity(text: &str) -> Result<f64> {
     let invalid = || Error::InvalidSpec(format!("invalid quantity {text:?}"));
-    let split = text.find(|character: char| character.is_ascii_alphabetic()).unwrap_or(text.len());
+    let split = text
+        .find(|character: char| character.is_ascii_alphabetic())
+        .unwrap_or(text.len());
     let (number, suffix) = text.split_at(split);
     let number: f64 = number.parse().map_err(|_| invalid())?;
     let factor = match suffix {
@@ -224,7 +260,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -249,11 +288,26 @@ mod tests {
             "spec": {"containers": [], "nodeName": "node-a"}
         }))
         .unwrap();
-        assert_eq!(field_value(&pod, "metadata.name", "10.0.0.5", "10.0.0.1").unwrap(), "web-1");
-        assert_eq!(field_value(&pod, "metadata.namespace", "10.0.0.5", "10.0.0.1").unwrap(), "calls");
-        assert_eq!(field_value(&pod, "status.podIP", "10.0.0.5", "10.0.0.1").unwrap(), "10.0.0.5");
-        assert_eq!(field_value(&pod, "spec.nodeName", "10.0.0.5", "10.0.0.1").unwrap(), "node-a");
-        assert_eq!(field_value(&pod, "metadata.labels['app']", "10.0.0.5", "10.0.0.1").unwrap(), "web");
+        assert_eq!(
+            field_value(&pod, "metadata.name", "10.0.0.5", "10.0.0.1").unwrap(),
+            "web-1"
+        );
+        assert_eq!(
+            field_value(&pod, "metadata.namespace", "10.0.0.5", "10.0.0.1").unwrap(),
+            "calls"
+        );
+        assert_eq!(
+            field_value(&pod, "status.podIP", "10.0.0.5", "10.0.0.1").unwrap(),
+            "10.0.0.5"
+        );
+        assert_eq!(
+            field_value(&pod, "spec.nodeName", "10.0.0.5", "10.0.0.1").unwrap(),
+            "node-a"
+        );
+        assert_eq!(
+            field_value(&pod, "metadata.labels['app']", "10.0.0.5", "10.0.0.1").unwrap(),
+            "web"
+        );
         assert!(field_value(&pod, "status.phase", "10.0.0.5", "10.0.0.1").is_err());
     }
 

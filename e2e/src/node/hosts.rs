@@ -53,13 +53,21 @@ impl Hosts {
     /// Writes the hosts file of a new pod; call before its processes start.
     pub fn add_pod(&self, netns: &str, namespace: &str, name: &str, address: Ipv4Addr) {
         let mut state = self.state.lock().expect("hosts lock is never poisoned");
-        let pod = PodEntry { namespace: namespace.to_owned(), name: name.to_owned(), address };
+        let pod = PodEntry {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            address,
+        };
         write(netns, &render(&state.services, &pod));
         state.pods.insert(netns.to_owned(), pod);
     }
 
     pub fn remove_pod(&self, netns: &str) {
-        self.state.lock().expect("hosts lock is never poisoned").pods.remove(netns);
+        self.state
+            .lock()
+            .expect("hosts lock is never poisoned")
+            .pods
+            .remove(netns);
         let _ = std::fs::remove_dir_all(folder(netns));
     }
 }
@@ -81,7 +89,10 @@ fn render(services: &BTreeMap<(String, String), Ipv4Addr>, pod: &PodEntry) -> St
     text.push_str("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     let _ = writeln!(text, "{}\t{}", pod.address, pod.name);
     for ((namespace, name), address) in services {
-        let _ = write!(text, "{address}\t{name}.{namespace}.svc.cluster.local {name}.{namespace}.svc {name}.{namespace}");
+        let _ = write!(
+            text,
+            "{address}\t{name}.{namespace}.svc.cluster.local {name}.{namespace}.svc {name}.{namespace}"
+        );
         if *namespace == pod.namespace {
             let _ = write!(text, " {name}");
         }
@@ -97,14 +108,29 @@ mod tests {
     #[test]
     fn short_names_resolve_only_in_the_services_namespace() {
         let services = BTreeMap::from([
-            (("redis".to_owned(), "redis-cluster".to_owned()), Ipv4Addr::new(10, 96, 0, 20)),
+            (
+                ("redis".to_owned(), "redis-cluster".to_owned()),
+                Ipv4Addr::new(10, 96, 0, 20),
+            ),
             (("chat".to_owned(), "chat".to_owned()), Ipv4Addr::new(10, 96, 0, 21)),
         ]);
-        let pod = PodEntry { namespace: "chat".to_owned(), name: "chat-1".to_owned(), address: Ipv4Addr::new(10, 0, 0, 5) };
+        let pod = PodEntry {
+            namespace: "chat".to_owned(),
+            name: "chat-1".to_owned(),
+            address: Ipv4Addr::new(10, 0, 0, 5),
+        };
         let text = render(&services, &pod);
 
-        assert!(text.contains("10.96.0.20\tredis-cluster.redis.svc.cluster.local redis-cluster.redis.svc redis-cluster.redis\n"), "{text}");
-        assert!(text.contains("10.96.0.21\tchat.chat.svc.cluster.local chat.chat.svc chat.chat chat\n"), "{text}");
+        assert!(
+            text.contains(
+                "10.96.0.20\tredis-cluster.redis.svc.cluster.local redis-cluster.redis.svc redis-cluster.redis\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("10.96.0.21\tchat.chat.svc.cluster.local chat.chat.svc chat.chat chat\n"),
+            "{text}"
+        );
         assert!(text.contains("10.0.0.5\tchat-1\n"), "{text}");
     }
 }

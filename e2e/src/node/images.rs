@@ -29,7 +29,9 @@ impl ImageMap {
     pub fn binary_for(&self, image: &str) -> Result<&PathBuf> {
         self.binaries
             .get(image_name(image))
-            .ok_or_else(|| Error::ImageNotMapped { image: image.to_owned() })
+            .ok_or_else(|| Error::ImageNotMapped {
+                image: image.to_owned(),
+            })
     }
 }
 
@@ -56,7 +58,13 @@ mod tests {
     #[test]
     fn unmapped_image_is_an_error() {
         let map = ImageMap::parse(&["gateway=/bin/true".to_owned()]).unwrap();
-        assert_eq!(map.binary_for("ghcr.io/socketfleet/gateway:1").unwrap(), &PathBuf::from("/bin/true"));
-        assert!(matches!(map.binary_for("nginx:1.27"), Err(Error::ImageNotMapped { .. })));
+        assert_eq!(
+            map.binary_for("ghcr.io/socketfleet/gateway:1").unwrap(),
+            &PathBuf::from("/bin/true")
+        );
+        assert!(matches!(
+            map.binary_for("nginx:1.27"),
+            Err(Error::ImageNotMapped { .. })
+        ));
     }
 }

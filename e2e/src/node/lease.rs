@@ -7,8 +7,8 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
 use kube::Client;
+use kube::api::{Api, Patch, PatchParams};
 use tracing::warn;
 
 const RENEW_INTERVAL: Duration = Duration::from_secs(10);
@@ -20,7 +20,10 @@ pub async fn renew_forever(client: Client, node_name: String) {
     let params = PatchParams::apply("socketfleet-node").force();
     loop {
         let lease = Lease {
-            metadata: ObjectMeta { name: Some(node_name.clone()), ..Default::default() },
+            metadata: ObjectMeta {
+                name: Some(node_name.clone()),
+                ..Default::default()
+            },
             spec: Some(LeaseSpec {
                 holder_identity: Some(node_name.clone()),
                 lease_duration_seconds: Some(LEASE_DURATION_SECONDS),

@@ -39,9 +39,10 @@ pub struct Tls {
 /// Serves container logs from `pods_folder` on `address` until the task is aborted.
 pub async fn serve(address: SocketAddr, tls: Tls, pods_folder: PathBuf) -> Result<()> {
     let acceptor = TlsAcceptor::from(Arc::new(server_config(&tls)?));
-    let listener = TcpListener::bind(address)
-        .await
-        .map_err(|source| Error::Io { path: address.to_string(), source })?;
+    let listener = TcpListener::bind(address).await.map_err(|source| Error::Io {
+        path: address.to_string(),
+        source,
+    })?;
     let router = Router::new()
         .route("/containerLogs/{namespace}/{pod}/{container}", get(container_log))
         .with_state(Arc::new(pods_folder));
@@ -65,7 +66,10 @@ pub async fn serve(address: SocketAddr, tls: Tls, pods_folder: PathBuf) -> Resul
                     return;
                 }
             };
-            if let Err(error) = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+            if let Err(error) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
                 debug!(%peer, %error, "log endpoint connection ended with an error");
             }
         });
@@ -79,9 +83,13 @@ fn server_config(tls: &Tls) -> Result<rustls::ServerConfig> {
         .map_err(|error| invalid(&tls.cert, error.to_string()))?;
     let key = PrivateKeyDer::from_pem_file(&tls.key).map_err(|error| invalid(&tls.key, error.to_string()))?;
     let mut roots = rustls::RootCertStore::empty();
-    for ca in CertificateDer::pem_file_iter(&tls.client_ca).map_err(|error| invalid(&tls.client_ca, error.to_string()))? {
+    for ca in
+        CertificateDer::pem_file_iter(&tls.client_ca).map_err(|error| invalid(&tls.client_ca, error.to_string()))?
+    {
         let ca = ca.map_err(|error| invalid(&tls.client_ca, error.to_string()))?;
-        roots.add(ca).map_err(|error| invalid(&tls.client_ca, error.to_string()))?;
+        roots
+            .add(ca)
+            .map_err(|error| invalid(&tls.client_ca, error.to_string()))?;
     }
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -114,7 +122,13 @@ async fn container_log(
     };
     let contents = match tokio::fs::read(&file).await {
         Ok(contents) => contents,
-        Err(error) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("reading {}: {error}\n", file.display())).into_response(),
+        Err(error) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("reading {}: {error}\n", file.display()),
+            )
+                .into_response();
+        }
     };
     let offset = contents.len() as u64;
     let mut start = 0;

@@ -93,7 +93,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Command-line settings of `socketfleet-node`. Every flag has an env fallback
 /// `SOCKETFLEET_NODE_<FLAG>`.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "socketfleet-node", about = "Runs the pods of one Kubernetes node as local processes")]
+#[command(
+    name = "socketfleet-node",
+    about = "Runs the pods of one Kubernetes node as local processes"
+)]
 pub struct Config {
     /// Kubeconfig of the cluster; the agent needs rights on nodes, leases, pods, pod status,
     /// service-account tokens, secrets, configmaps, services, service status and endpointslices.
@@ -136,7 +139,12 @@ pub struct Config {
 
     /// Image to binary mapping, as NAME=PATH where NAME is the image's last path component without
     /// tag or digest; repeatable.
-    #[arg(long = "image", env = "SOCKETFLEET_NODE_IMAGES", value_delimiter = ',', required = true)]
+    #[arg(
+        long = "image",
+        env = "SOCKETFLEET_NODE_IMAGES",
+        value_delimiter = ',',
+        required = true
+    )]
     pub images: Vec<String>,
 
     /// Allocatable CPUs reported on the Node; 0 reports the machine's count.
@@ -187,13 +195,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let load_balancer_ips = network::IpPool::new(config.load_balancer_ip_range.clone());
     tokio::fs::create_dir_all(&config.state_dir)
         .await
-        .map_err(|source| Error::Io { path: config.state_dir.display().to_string(), source })?;
+        .map_err(|source| Error::Io {
+            path: config.state_dir.display().to_string(),
+            source,
+        })?;
 
     registration::register(&client, &config).await?;
     info!(node = %config.node_name, "node registered");
 
     let hosts = Arc::new(hosts::Hosts::default());
-    let context = Arc::new(Context { client: client.clone(), config: config.clone(), images, pod_ips, hosts: hosts.clone() });
+    let context = Arc::new(Context {
+        client: client.clone(),
+        config: config.clone(),
+        images,
+        pod_ips,
+        hosts: hosts.clone(),
+    });
     let shutdown = shutdown_signal();
 
     let heartbeat = tokio::spawn(lease::renew_forever(client.clone(), config.node_name.clone()));
@@ -206,7 +223,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     ));
     let log_endpoint = match (&config.serving_cert, &config.serving_key, &config.client_ca_file) {
         (Some(cert), Some(key), Some(client_ca)) => {
-            let tls = logs::Tls { cert: cert.clone(), key: key.clone(), client_ca: client_ca.clone() };
+            let tls = logs::Tls {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: client_ca.clone(),
+            };
             let address = std::net::SocketAddr::from((config.node_ip, 10250));
             let pods_folder = config.state_dir.join("pods");
             Some(tokio::spawn(async move {

@@ -27,7 +27,9 @@ impl FromStr for IpRange {
     type Err = String;
 
     fn from_str(text: &str) -> std::result::Result<Self, String> {
-        let (first, last) = text.split_once('-').ok_or_else(|| format!("{text:?} is not FIRST-LAST"))?;
+        let (first, last) = text
+            .split_once('-')
+            .ok_or_else(|| format!("{text:?} is not FIRST-LAST"))?;
         let first: Ipv4Addr = first.trim().parse().map_err(|error| format!("{first:?}: {error}"))?;
         let last: Ipv4Addr = last.trim().parse().map_err(|error| format!("{last:?}: {error}"))?;
         if u32::from(first) > u32::from(last) {
@@ -52,7 +54,10 @@ pub struct IpPool {
 
 impl IpPool {
     pub fn new(range: IpRange) -> Self {
-        Self { range, used: Arc::default() }
+        Self {
+            range,
+            used: Arc::default(),
+        }
     }
 
     pub fn allocate(&self) -> Result<Ipv4Addr> {
@@ -65,7 +70,10 @@ impl IpPool {
     }
 
     pub fn release(&self, address: Ipv4Addr) {
-        self.used.lock().expect("address pool lock is never poisoned").remove(&u32::from(address));
+        self.used
+            .lock()
+            .expect("address pool lock is never poisoned")
+            .remove(&u32::from(address));
     }
 }
 
@@ -82,7 +90,11 @@ impl PodNetwork {
     /// name within the kernel's 15-byte limit.
     pub fn for_pod(uid: &str, address: Ipv4Addr) -> Self {
         let short: String = uid.chars().filter(char::is_ascii_hexdigit).take(8).collect();
-        Self { netns: format!("{NETNS_PREFIX}{short}"), host_veth: format!("{VETH_PREFIX}{short}"), address }
+        Self {
+            netns: format!("{NETNS_PREFIX}{short}"),
+            host_veth: format!("{VETH_PREFIX}{short}"),
+            address,
+        }
     }
 
     /// Creates the namespace with `eth0` at the pod address, `lo` up and a default route via the node
@@ -92,7 +104,19 @@ impl PodNetwork {
         let address = format!("{}/{prefix_len}", self.address);
         let node_ip = node_ip.to_string();
         ip(&["netns", "add", &self.netns]).await?;
-        ip(&["link", "add", &self.host_veth, "type", "veth", "peer", "name", "eth0", "netns", &self.netns]).await?;
+        ip(&[
+            "link",
+            "add",
+            &self.host_veth,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &self.netns,
+        ])
+        .await?;
         ip(&["link", "set", &self.host_veth, "master", bridge, "up"]).await?;
         ip(&["-n", &self.netns, "addr", "add", &address, "dev", "eth0"]).await?;
         ip(&["-n", &self.netns, "link", "set", "lo", "up"]).await?;
@@ -130,11 +154,17 @@ pub async fn run_command(program: &str, args: &[&str]) -> Result<()> {
         .args(args)
         .output()
         .await
-        .map_err(|error| Error::Command { command: command.clone(), message: error.to_string() })?;
+        .map_err(|error| Error::Command {
+            command: command.clone(),
+            message: error.to_string(),
+        })?;
     if output.status.success() {
         return Ok(());
     }
-    Err(Error::Command { command, message: String::from_utf8_lossy(&output.stderr).trim().to_owned() })
+    Err(Error::Command {
+        command,
+        message: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+    })
 }
 
 #[cfg(test)]

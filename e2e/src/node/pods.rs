@@ -9,24 +9,24 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::jiff::Timestamp;
+use kube::Resource;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::WatchStreamExt;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher::{self, Event as WatchEvent};
-use kube::runtime::WatchStreamExt;
-use kube::Resource;
 use rustix::process::Signal;
 use tokio::process::Child;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tracing::{debug, info, warn, Instrument};
+use tracing::{Instrument, debug, info, warn};
 
 use super::network::PodNetwork;
 use super::probe::ProbeSpec;
 use super::process::{self, Launch};
 use super::status::{self, ConditionClock, ContainerView, PodView, State};
 use super::volumes::PodVolumes;
-use super::{env, Context, Error, Result};
+use super::{Context, Error, Result, env};
 
 /// How often a worker checks its processes, probes and timers.
 const TICK: Duration = Duration::from_millis(250);
@@ -46,7 +46,9 @@ struct Worker {
 pub async fn run(context: Arc<Context>, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let pods: Api<Pod> = Api::all(context.client.clone());
     let selector = format!("spec.nodeName={}", context.config.node_name);
-    let mut events = watcher::watcher(pods, watcher::Config::default().fields(&selector)).default_backoff().boxed();
+    let mut events = watcher::watcher(pods, watcher::Config::default().fields(&selector))
+        .default_backoff()
+        .boxed();
     let mut workers: BTreeMap<String, Worker> = BTreeMap::new();
     let mut listed: BTreeSet<String> = BTreeSet::new();
 
@@ -127,7 +129,13 @@ struct ProbeState {
 
 impl ProbeState {
     fn new(spec: ProbeSpec, started: Instant) -> Self {
-        Self { next_at: started + spec.initial_delay, spec, successes: 0, failures: 0, passing: false }
+        Self {
+            next_at: started + spec.initial_delay,
+            spec,
+            successes: 0,
+            failures: 0,
+            passing: false,
+        }
     }
 
     /// Records one result; returns true when the probe's verdict flipped.
@@ -175,7 +183,10 @@ impl ContainerRuntime {
             spec,
             binary: None,
             child: None,
-            state: State::Waiting { reason: "ContainerCreating".to_owned(), message: String::new() },
+            state: State::Waiting {
+                reason: "ContainerCreating".to_owned(),
+                message: String::new(),
+            },
             last_state: None,
             restart_count: 0,
             restart_at: None,
@@ -228,7 +239,10 @@ impl PodRuntime {
             .unwrap_or_default();
         let recorder = Recorder::new(
             context.client.clone(),
-            Reporter { controller: "socketfleet-node".to_owned(), instance: Some(context.config.node_name.clone()) },
+            Reporter {
+                controller: "socketfleet-node".to_owned(),
+                instance: Some(context.config.node_name.clone()),
+            },
         );
         Self {
             recorder,
@@ -247,7 +261,10 @@ impl PodRuntime {
     }
 
     fn api(&self) -> Api<Pod> {
-        Api::namespaced(self.context.client.clone(), self.pod.metadata.namespace.as_deref().unwrap_or("default"))
+        Api::namespaced(
+            self.context.client.clone(),
+            self.pod.metadata.namespace.as_deref().unwrap_or("default"),
+        )
     }
 
     fn name(&self) -> String {
@@ -301,7 +318,10 @@ impl PodRuntime {
                 _ => "CreateContainerConfigError",
             };
             for container in &mut self.containers {
-                container.state = State::Waiting { reason: reason.to_owned(), message: error.to_string() };
+                container.state = State::Waiting {
+                    reason: reason.to_owned(),
+                    message: error.to_string(),
+                };
             }
             self.event(EventType::Warning, "Failed", &error.to_string()).await;
             self.setup_retry_at = Instant::now() + Duration::from_secs(5);
@@ -311,19 +331,31 @@ impl PodRuntime {
 
     async fn setup(&mut self) -> Result<()> {
         for container in &mut self.containers {
-            container.binary = Some(self.context.images.binary_for(container.spec.image.as_deref().unwrap_or(""))?.clone());
+            container.binary = Some(
+                self.context
+                    .images
+                    .binary_for(container.spec.image.as_deref().unwrap_or(""))?
+                    .clone(),
+            );
         }
         tokio::fs::create_dir_all(&self.log_folder)
             .await
-            .map_err(|source| Error::Io { path: self.log_folder.display().to_string(), source })?;
+            .map_err(|source| Error::Io {
+                path: self.log_folder.display().to_string(),
+                source,
+            })?;
 
         let address = self.context.pod_ips.allocate()?;
         let network = PodNetwork::for_pod(self.pod.metadata.uid.as_deref().unwrap_or_default(), address);
         let config = &self.context.config;
         self.network = Some(network.clone());
-        network.create(&config.bridge, config.node_ip, config.prefix_len).await?;
+        network
+            .create(&config.bridge, config.node_ip, config.prefix_len)
+            .await?;
         let namespace = self.pod.metadata.namespace.clone().unwrap_or_default();
-        self.context.hosts.add_pod(&network.netns, &namespace, &self.name(), address);
+        self.context
+            .hosts
+            .add_pod(&network.netns, &namespace, &self.name(), address);
         info!(address = %address, netns = %network.netns, "pod network ready");
 
         let volumes = PodVolumes::prepare(
@@ -334,7 +366,11 @@ impl PodRuntime {
             &config.node_ip.to_string(),
         )
         .await?;
-        self.token_refresh_at = volumes.tokens.iter().map(|token| Instant::now() + token.refresh_after()).min();
+        self.token_refresh_at = volumes
+            .tokens
+            .iter()
+            .map(|token| Instant::now() + token.refresh_after())
+            .min();
         self.volumes = Some(volumes);
 
         for index in 0..self.containers.len() {
@@ -344,7 +380,10 @@ impl PodRuntime {
     }
 
     fn pod_ip(&self) -> String {
-        self.network.as_ref().map(|network| network.address.to_string()).unwrap_or_default()
+        self.network
+            .as_ref()
+            .map(|network| network.address.to_string())
+            .unwrap_or_default()
     }
 
     /// Starts (or restarts) one container's process.
@@ -360,15 +399,28 @@ impl PodRuntime {
             ("HOSTNAME".to_owned(), self.name()),
             ("KUBERNETES_SERVICE_HOST".to_owned(), host_ip.clone()),
             ("KUBERNETES_SERVICE_PORT".to_owned(), config.apiserver_port.to_string()),
-            ("KUBERNETES_SERVICE_PORT_HTTPS".to_owned(), config.apiserver_port.to_string()),
-            ("KUBERNETES_PORT".to_owned(), format!("tcp://{host_ip}:{}", config.apiserver_port)),
+            (
+                "KUBERNETES_SERVICE_PORT_HTTPS".to_owned(),
+                config.apiserver_port.to_string(),
+            ),
+            (
+                "KUBERNETES_PORT".to_owned(),
+                format!("tcp://{host_ip}:{}", config.apiserver_port),
+            ),
         ];
         variables.extend(env::container_env(&sources, &self.pod, &spec, &pod_ip, &host_ip).await?);
         let args = container_args(&spec, &variables)?;
-        let mounts = self.volumes.as_ref().expect("volumes exist before containers start").mounts(&spec)?;
+        let mounts = self
+            .volumes
+            .as_ref()
+            .expect("volumes exist before containers start")
+            .mounts(&spec)?;
 
         let container = &mut self.containers[index];
-        let binary = container.binary.clone().expect("binary is resolved before containers start");
+        let binary = container
+            .binary
+            .clone()
+            .expect("binary is resolved before containers start");
         let log_file = self.log_folder.join(format!("{}.log", spec.name));
         let network = self.network.as_ref().expect("network exists before containers start");
         let child = process::spawn(&Launch {
@@ -384,21 +436,42 @@ impl PodRuntime {
         let now = Instant::now();
         container.container_id = format!("socketfleet://{}", child.id().unwrap_or_default());
         container.child = Some(child);
-        container.state = State::Running { started_at: Timestamp::now() };
+        container.state = State::Running {
+            started_at: Timestamp::now(),
+        };
         container.started_instant = now;
         container.restart_at = None;
-        container.readiness = spec.readiness_probe.as_ref().map(|probe| ProbeState::new(ProbeSpec::from_probe(probe, &spec), now));
-        container.liveness = spec.liveness_probe.as_ref().map(|probe| ProbeState::new(ProbeSpec::from_probe(probe, &spec), now));
-        container.startup = spec.startup_probe.as_ref().map(|probe| ProbeState::new(ProbeSpec::from_probe(probe, &spec), now));
+        container.readiness = spec
+            .readiness_probe
+            .as_ref()
+            .map(|probe| ProbeState::new(ProbeSpec::from_probe(probe, &spec), now));
+        container.liveness = spec
+            .liveness_probe
+            .as_ref()
+            .map(|probe| ProbeState::new(ProbeSpec::from_probe(probe, &spec), now));
+        container.startup = spec
+            .startup_probe
+            .as_ref()
+            .map(|probe| ProbeState::new(ProbeSpec::from_probe(probe, &spec), now));
         info!(container = %spec.name, binary = %binary.display(), log = %log_file.display(), "container started");
-        self.event(EventType::Normal, "Started", &format!("Started container {}", spec.name)).await;
+        self.event(
+            EventType::Normal,
+            "Started",
+            &format!("Started container {}", spec.name),
+        )
+        .await;
         Ok(())
     }
 
     /// Checks exits, restarts, probes and the token refresh once.
     async fn supervise(&mut self) {
         let now = Instant::now();
-        let restart_policy = self.pod.spec.as_ref().and_then(|spec| spec.restart_policy.clone()).unwrap_or_else(|| "Always".to_owned());
+        let restart_policy = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.restart_policy.clone())
+            .unwrap_or_else(|| "Always".to_owned());
 
         for index in 0..self.containers.len() {
             self.check_exit(index, &restart_policy);
@@ -444,11 +517,17 @@ impl PodRuntime {
             State::Running { started_at } => started_at,
             _ => Timestamp::now(),
         };
-        let exit_code = exit.code().unwrap_or(128 + std::os::unix::process::ExitStatusExt::signal(&exit).unwrap_or(0));
+        let exit_code = exit
+            .code()
+            .unwrap_or(128 + std::os::unix::process::ExitStatusExt::signal(&exit).unwrap_or(0));
         let terminated = State::Terminated {
             exit_code,
             signal: std::os::unix::process::ExitStatusExt::signal(&exit),
-            reason: if exit_code == 0 { "Completed".to_owned() } else { "Error".to_owned() },
+            reason: if exit_code == 0 {
+                "Completed".to_owned()
+            } else {
+                "Error".to_owned()
+            },
             started_at,
             finished_at: Timestamp::now(),
         };
@@ -466,7 +545,11 @@ impl PodRuntime {
             container.restart_at = Some(Instant::now() + backoff);
             container.state = State::Waiting {
                 reason: "CrashLoopBackOff".to_owned(),
-                message: format!("back-off {}s restarting failed container {}", backoff.as_secs(), container.spec.name),
+                message: format!(
+                    "back-off {}s restarting failed container {}",
+                    backoff.as_secs(),
+                    container.spec.name
+                ),
             };
         } else {
             container.state = terminated;
@@ -487,7 +570,11 @@ impl PodRuntime {
             if container.child.is_none() {
                 continue;
             }
-            if let Some(probe) = container.startup.as_mut().filter(|probe| !probe.passing && probe.next_at <= now) {
+            if let Some(probe) = container
+                .startup
+                .as_mut()
+                .filter(|probe| !probe.passing && probe.next_at <= now)
+            {
                 let result = probe.spec.check(address).await;
                 probe.record(&result, now);
                 if let Err(reason) = result
@@ -535,7 +622,11 @@ impl PodRuntime {
             .map(|container| ContainerView {
                 name: container.spec.name.clone(),
                 image: container.spec.image.clone().unwrap_or_default(),
-                image_id: container.binary.as_ref().map(|binary| format!("file://{}", binary.display())).unwrap_or_default(),
+                image_id: container
+                    .binary
+                    .as_ref()
+                    .map(|binary| format!("file://{}", binary.display()))
+                    .unwrap_or_default(),
                 container_id: container.container_id.clone(),
                 state: container.state.clone(),
                 last_state: container.last_state.clone(),
@@ -558,7 +649,11 @@ impl PodRuntime {
         if self.last_status.as_ref() == Some(&body) {
             return;
         }
-        match self.api().patch_status(&self.name(), &PatchParams::default(), &Patch::Strategic(&body)).await {
+        match self
+            .api()
+            .patch_status(&self.name(), &PatchParams::default(), &Patch::Strategic(&body))
+            .await
+        {
             Ok(_) => {
                 debug!(phase = %phase, "pod status reported");
                 self.last_status = Some(body);
@@ -572,15 +667,24 @@ impl PodRuntime {
             .containers
             .iter()
             .filter_map(|container| match container.state {
-                State::Terminated { exit_code, .. } if container.child.is_none() && container.restart_at.is_none() => Some(exit_code),
+                State::Terminated { exit_code, .. } if container.child.is_none() && container.restart_at.is_none() => {
+                    Some(exit_code)
+                }
                 _ => None,
             })
             .collect();
-        let running = self.containers.iter().any(|container| container.child.is_some() || container.restart_at.is_some());
+        let running = self
+            .containers
+            .iter()
+            .any(|container| container.child.is_some() || container.restart_at.is_some());
         if running {
             "Running".to_owned()
         } else if !self.containers.is_empty() && terminated.len() == self.containers.len() {
-            if terminated.iter().all(|code| *code == 0) { "Succeeded".to_owned() } else { "Failed".to_owned() }
+            if terminated.iter().all(|code| *code == 0) {
+                "Succeeded".to_owned()
+            } else {
+                "Failed".to_owned()
+            }
         } else {
             "Pending".to_owned()
         }
@@ -593,12 +697,22 @@ impl PodRuntime {
             .pod
             .metadata
             .deletion_grace_period_seconds
-            .or_else(|| self.pod.spec.as_ref().and_then(|spec| spec.termination_grace_period_seconds))
+            .or_else(|| {
+                self.pod
+                    .spec
+                    .as_ref()
+                    .and_then(|spec| spec.termination_grace_period_seconds)
+            })
             .unwrap_or(30)
             .max(0) as u64;
         info!(grace_seconds, "stopping pod");
         if self.containers.iter().any(|container| container.child.is_some()) {
-            self.event(EventType::Normal, "Killing", &format!("Stopping containers with a grace period of {grace_seconds}s")).await;
+            self.event(
+                EventType::Normal,
+                "Killing",
+                &format!("Stopping containers with a grace period of {grace_seconds}s"),
+            )
+            .await;
         }
         self.stop(Duration::from_secs(grace_seconds)).await;
 
@@ -606,7 +720,10 @@ impl PodRuntime {
             self.report().await;
             let params = DeleteParams {
                 grace_period_seconds: Some(0),
-                preconditions: Some(Preconditions { uid: self.pod.metadata.uid.clone(), resource_version: None }),
+                preconditions: Some(Preconditions {
+                    uid: self.pod.metadata.uid.clone(),
+                    resource_version: None,
+                }),
                 ..Default::default()
             };
             match self.api().delete(&self.name(), &params).await {
@@ -628,7 +745,9 @@ impl PodRuntime {
         }
         let deadline = Instant::now() + grace;
         for container in &mut self.containers {
-            let Some(mut child) = container.child.take() else { continue };
+            let Some(mut child) = container.child.take() else {
+                continue;
+            };
             let started_at = match container.state {
                 State::Running { started_at } => started_at,
                 _ => Timestamp::now(),
@@ -646,7 +765,11 @@ impl PodRuntime {
             container.state = State::Terminated {
                 exit_code,
                 signal,
-                reason: if exit_code == 0 { "Completed".to_owned() } else { "Error".to_owned() },
+                reason: if exit_code == 0 {
+                    "Completed".to_owned()
+                } else {
+                    "Error".to_owned()
+                },
                 started_at,
                 finished_at: Timestamp::now(),
             };

@@ -21,8 +21,15 @@ pub struct ProbeSpec {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    HttpGet { port: u16, path: String, https: bool, headers: Vec<(String, String)> },
-    Tcp { port: u16 },
+    HttpGet {
+        port: u16,
+        path: String,
+        https: bool,
+        headers: Vec<(String, String)>,
+    },
+    Tcp {
+        port: u16,
+    },
     /// exec and gRPC probes: this node cannot run them, so they always fail with this message.
     Unsupported(String),
 }
@@ -79,7 +86,12 @@ impl ProbeSpec {
     pub async fn check(&self, address: Ipv4Addr) -> Result<(), String> {
         let attempt = async {
             match &self.action {
-                Action::HttpGet { port, path, https, headers } => {
+                Action::HttpGet {
+                    port,
+                    path,
+                    https,
+                    headers,
+                } => {
                     if *https {
                         // NOTE: HTTPS probes are treated as TCP probes: a kubelet skips certificate
                         // checks but still reads the status code, which this node does not.
@@ -106,17 +118,25 @@ async fn connect(address: Ipv4Addr, port: u16) -> Result<TcpStream, String> {
 /// Sends one HTTP/1.1 GET and passes when the status code is 200–399, like a kubelet.
 async fn http_get(address: Ipv4Addr, port: u16, path: &str, headers: &[(String, String)]) -> Result<(), String> {
     let mut stream = connect(address, port).await?;
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {address}:{port}\r\nUser-Agent: kube-probe/1.37\r\nAccept: */*\r\nConnection: close\r\n");
+    let mut request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {address}:{port}\r\nUser-Agent: kube-probe/1.37\r\nAccept: */*\r\nConnection: close\r\n"
+    );
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).await.map_err(|error| format!("sending the probe failed: {error}"))?;
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|error| format!("sending the probe failed: {error}"))?;
 
     let mut head = Vec::new();
     let mut buffer = [0u8; 512];
     while !head.windows(2).any(|pair| pair == b"\r\n") {
-        let read = stream.read(&mut buffer).await.map_err(|error| format!("reading the response failed: {error}"))?;
+        let read = stream
+            .read(&mut buffer)
+            .await
+            .map_err(|error| format!("reading the response failed: {error}"))?;
         if read == 0 || head.len() > 8192 {
             break;
         }
@@ -162,7 +182,15 @@ mod tests {
         }))
         .unwrap();
         let spec = ProbeSpec::from_probe(&probe, &container);
-        assert_eq!(spec.action, Action::HttpGet { port: 9090, path: "/readyz".to_owned(), https: false, headers: vec![] });
+        assert_eq!(
+            spec.action,
+            Action::HttpGet {
+                port: 9090,
+                path: "/readyz".to_owned(),
+                https: false,
+                headers: vec![]
+            }
+        );
         assert_eq!(spec.period, Duration::from_secs(2));
         assert_eq!(spec.failure_threshold, 3);
     }
@@ -181,7 +209,9 @@ mod tests {
         });
         let headers = Vec::new();
         assert_eq!(http_get(Ipv4Addr::LOCALHOST, port, "/readyz", &headers).await, Ok(()));
-        let failure = http_get(Ipv4Addr::LOCALHOST, port, "/readyz", &headers).await.unwrap_err();
+        let failure = http_get(Ipv4Addr::LOCALHOST, port, "/readyz", &headers)
+            .await
+            .unwrap_err();
         assert!(failure.contains("503"), "{failure}");
     }
 }

@@ -68,17 +68,33 @@ pub fn spawn(launch: &Launch<'_>) -> Result<Child> {
         .create(true)
         .append(true)
         .open(launch.log_file)
-        .map_err(|source| Error::Io { path: launch.log_file.display().to_string(), source })?;
-    let log_copy = log
-        .try_clone()
-        .map_err(|source| Error::Io { path: launch.log_file.display().to_string(), source })?;
+        .map_err(|source| Error::Io {
+            path: launch.log_file.display().to_string(),
+            source,
+        })?;
+    let log_copy = log.try_clone().map_err(|source| Error::Io {
+        path: launch.log_file.display().to_string(),
+        source,
+    })?;
 
     let mut command = Command::new("ip");
     command
-        .args(["netns", "exec", launch.netns, "unshare", "--mount", "--propagation", "private", "--"])
+        .args([
+            "netns",
+            "exec",
+            launch.netns,
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+        ])
         .args(["bash", "-c", MOUNT_AND_EXEC, "bash"]);
     for mount in launch.mounts {
-        command.arg(&mount.source).arg(&mount.target).arg(if mount.read_only { "ro" } else { "rw" });
+        command
+            .arg(&mount.source)
+            .arg(&mount.target)
+            .arg(if mount.read_only { "ro" } else { "rw" });
     }
     command
         .arg("--")

@@ -8,8 +8,8 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::Client;
+use kube::api::{Api, Patch, PatchParams, PostParams};
 
 use super::{Config, Result};
 
@@ -36,10 +36,19 @@ fn desired_node(config: &Config) -> Node {
     let labels = BTreeMap::from([
         ("kubernetes.io/hostname".to_owned(), config.node_name.clone()),
         ("kubernetes.io/os".to_owned(), "linux".to_owned()),
-        ("kubernetes.io/arch".to_owned(), std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64")),
+        (
+            "kubernetes.io/arch".to_owned(),
+            std::env::consts::ARCH
+                .replace("x86_64", "amd64")
+                .replace("aarch64", "arm64"),
+        ),
     ]);
     Node {
-        metadata: ObjectMeta { name: Some(config.node_name.clone()), labels: Some(labels), ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some(config.node_name.clone()),
+            labels: Some(labels),
+            ..Default::default()
+        },
         ..Default::default()
     }
 }
@@ -67,18 +76,46 @@ fn node_status(config: &Config, now: Timestamp) -> NodeStatus {
 
     NodeStatus {
         addresses: Some(vec![
-            NodeAddress { type_: "InternalIP".to_owned(), address: config.node_ip.to_string() },
-            NodeAddress { type_: "Hostname".to_owned(), address: config.node_name.clone() },
+            NodeAddress {
+                type_: "InternalIP".to_owned(),
+                address: config.node_ip.to_string(),
+            },
+            NodeAddress {
+                type_: "Hostname".to_owned(),
+                address: config.node_name.clone(),
+            },
         ]),
         allocatable: Some(resources.clone()),
         capacity: Some(resources),
         conditions: Some(vec![
-            condition("Ready", "True", "KubeletReady", "socketfleet node agent is running pods"),
-            condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "not measured by this agent"),
-            condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "not measured by this agent"),
-            condition("PIDPressure", "False", "KubeletHasSufficientPID", "not measured by this agent"),
+            condition(
+                "Ready",
+                "True",
+                "KubeletReady",
+                "socketfleet node agent is running pods",
+            ),
+            condition(
+                "MemoryPressure",
+                "False",
+                "KubeletHasSufficientMemory",
+                "not measured by this agent",
+            ),
+            condition(
+                "DiskPressure",
+                "False",
+                "KubeletHasNoDiskPressure",
+                "not measured by this agent",
+            ),
+            condition(
+                "PIDPressure",
+                "False",
+                "KubeletHasSufficientPID",
+                "not measured by this agent",
+            ),
         ]),
-        daemon_endpoints: Some(NodeDaemonEndpoints { kubelet_endpoint: Some(DaemonEndpoint { port: 10250 }) }),
+        daemon_endpoints: Some(NodeDaemonEndpoints {
+            kubelet_endpoint: Some(DaemonEndpoint { port: 10250 }),
+        }),
         node_info: Some(NodeSystemInfo {
             architecture: std::env::consts::ARCH.to_owned(),
             operating_system: "linux".to_owned(),

@@ -19,9 +19,9 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event as WatchEvent};
-use kube::runtime::WatchStreamExt;
 use kube::{Client, ResourceExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -68,8 +68,16 @@ pub async fn run(client: Client, bridge: String, pool: IpPool, hosts: Arc<Hosts>
     let slice_task = tokio::spawn(slice_watch);
 
     let services: Api<Service> = Api::all(client.clone());
-    let proxy = Proxy { client, bridge, pool, hosts, slices };
-    let mut events = watcher::watcher(services, watcher::Config::default()).default_backoff().boxed();
+    let proxy = Proxy {
+        client,
+        bridge,
+        pool,
+        hosts,
+        slices,
+    };
+    let mut events = watcher::watcher(services, watcher::Config::default())
+        .default_backoff()
+        .boxed();
     let mut balancers: BTreeMap<(String, String), Balancer> = BTreeMap::new();
     let mut listed: BTreeSet<(String, String)> = BTreeSet::new();
 
@@ -133,9 +141,11 @@ impl Proxy {
             return;
         }
 
-        let balancer = balancers
-            .entry(service_key.clone())
-            .or_insert_with(|| Balancer { cluster_ip: None, load_balancer_ip: None, listeners: BTreeMap::new() });
+        let balancer = balancers.entry(service_key.clone()).or_insert_with(|| Balancer {
+            cluster_ip: None,
+            load_balancer_ip: None,
+            listeners: BTreeMap::new(),
+        });
         if balancer.cluster_ip != cluster_ip {
             if let Some(old) = balancer.cluster_ip.take() {
                 self.remove_address(old).await;
@@ -145,7 +155,8 @@ impl Proxy {
             {
                 balancer.cluster_ip = Some(address);
             }
-            self.hosts.set_service(&service_key.0, &service_key.1, balancer.cluster_ip);
+            self.hosts
+                .set_service(&service_key.0, &service_key.1, balancer.cluster_ip);
         }
         if wants_load_balancer && balancer.load_balancer_ip.is_none() {
             match self.pool.allocate() {
@@ -154,7 +165,9 @@ impl Proxy {
                     balancer.load_balancer_ip = Some(address);
                 }
                 Ok(address) => self.pool.release(address),
-                Err(error) => warn!(namespace = %service_key.0, service = %service_key.1, %error, "no load balancer address left"),
+                Err(error) => {
+                    warn!(namespace = %service_key.0, service = %service_key.1, %error, "no load balancer address left")
+                }
             }
         } else if !wants_load_balancer && let Some(address) = balancer.load_balancer_ip.take() {
             self.remove_address(address).await;
@@ -169,8 +182,10 @@ impl Proxy {
 
     /// Starts a listener for every TCP port on every address and stops those no longer wanted.
     fn sync_listeners(&self, service_key: &(String, String), balancer: &mut Balancer, ports: &[ServicePort]) {
-        let tcp_ports: Vec<&ServicePort> =
-            ports.iter().filter(|port| port.protocol.as_deref().unwrap_or("TCP") == "TCP").collect();
+        let tcp_ports: Vec<&ServicePort> = ports
+            .iter()
+            .filter(|port| port.protocol.as_deref().unwrap_or("TCP") == "TCP")
+            .collect();
         let mut wanted: BTreeSet<(Ipv4Addr, i32, String)> = BTreeSet::new();
         for address in balancer.addresses() {
             for port in &tcp_ports {
@@ -206,7 +221,11 @@ impl Proxy {
             .as_ref()
             .and_then(|status| status.load_balancer.as_ref())
             .and_then(|load_balancer| load_balancer.ingress.as_ref())
-            .is_some_and(|ingress| ingress.iter().any(|entry| entry.ip.as_deref() == Some(address.to_string().as_str())));
+            .is_some_and(|ingress| {
+                ingress
+                    .iter()
+                    .any(|entry| entry.ip.as_deref() == Some(address.to_string().as_str()))
+            });
         if already {
             return;
         }
@@ -215,7 +234,10 @@ impl Proxy {
             "status": { "loadBalancer": { "ingress": [{ "ip": address.to_string(), "ipMode": "VIP" }] } }
         });
         let services: Api<Service> = Api::namespaced(self.client.clone(), &namespace);
-        if let Err(error) = services.patch_status(&name, &PatchParams::default(), &Patch::Merge(&ingress)).await {
+        if let Err(error) = services
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&ingress))
+            .await
+        {
             warn!(%namespace, service = %name, %error, "load balancer status patch failed");
         }
     }
@@ -329,7 +351,9 @@ async fn serve(listen: SocketAddr, target: Target) {
                 }
                 // NOTE: the listener accepted before it knew there is no endpoint, so the client sees
                 // a reset connection where kube-proxy's REJECT rule would refuse it.
-                None => warn!(%peer, namespace = %target.namespace, service = %target.service, "no ready endpoint; closing connection"),
+                None => {
+                    warn!(%peer, namespace = %target.namespace, service = %target.service, "no ready endpoint; closing connection")
+                }
             }
         });
     }
@@ -366,7 +390,10 @@ mod tests {
         }))
         .unwrap();
         let endpoints = ready_endpoints(&slice, "socket");
-        assert_eq!(endpoints, vec!["10.0.0.10:3000".parse().unwrap(), "10.0.0.12:3000".parse().unwrap()]);
+        assert_eq!(
+            endpoints,
+            vec!["10.0.0.10:3000".parse().unwrap(), "10.0.0.12:3000".parse().unwrap()]
+        );
         assert!(ready_endpoints(&slice, "metrics").is_empty());
     }
 }

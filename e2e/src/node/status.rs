@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus,
-    HostIP, PodCondition, PodIP, PodStatus,
+    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, HostIP,
+    PodCondition, PodIP, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -12,9 +12,20 @@ use k8s_openapi::jiff::Timestamp;
 /// The state of one container as the agent tracks it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum State {
-    Waiting { reason: String, message: String },
-    Running { started_at: Timestamp },
-    Terminated { exit_code: i32, signal: Option<i32>, reason: String, started_at: Timestamp, finished_at: Timestamp },
+    Waiting {
+        reason: String,
+        message: String,
+    },
+    Running {
+        started_at: Timestamp,
+    },
+    Terminated {
+        exit_code: i32,
+        signal: Option<i32>,
+        reason: String,
+        started_at: Timestamp,
+        finished_at: Timestamp,
+    },
 }
 
 impl State {
@@ -28,10 +39,18 @@ impl State {
                 ..Default::default()
             },
             State::Running { started_at } => ContainerState {
-                running: Some(ContainerStateRunning { started_at: Some(Time(*started_at)) }),
+                running: Some(ContainerStateRunning {
+                    started_at: Some(Time(*started_at)),
+                }),
                 ..Default::default()
             },
-            State::Terminated { exit_code, signal, reason, started_at, finished_at } => ContainerState {
+            State::Terminated {
+                exit_code,
+                signal,
+                reason,
+                started_at,
+                finished_at,
+            } => ContainerState {
                 terminated: Some(ContainerStateTerminated {
                     container_id: Some(container_id.to_owned()),
                     exit_code: *exit_code,
@@ -71,7 +90,10 @@ pub struct ConditionClock {
 impl ConditionClock {
     fn condition(&mut self, type_: &str, ok: bool, reason: Option<&str>, now: Timestamp) -> PodCondition {
         let status = if ok { "True" } else { "False" };
-        let entry = self.since.entry(type_.to_owned()).or_insert_with(|| (status.to_owned(), now));
+        let entry = self
+            .since
+            .entry(type_.to_owned())
+            .or_insert_with(|| (status.to_owned(), now));
         if entry.0 != status {
             *entry = (status.to_owned(), now);
         }
@@ -119,7 +141,11 @@ pub fn pod_status(view: &PodView<'_>, clock: &mut ConditionClock, now: Timestamp
             restart_count: container.restart_count,
             state: Some(container.state.to_api(&container.container_id)),
             last_state: Some(
-                container.last_state.as_ref().map(|state| state.to_api(&container.container_id)).unwrap_or_default(),
+                container
+                    .last_state
+                    .as_ref()
+                    .map(|state| state.to_api(&container.container_id))
+                    .unwrap_or_default(),
             ),
             ..Default::default()
         })
@@ -130,7 +156,9 @@ pub fn pod_status(view: &PodView<'_>, clock: &mut ConditionClock, now: Timestamp
         conditions: Some(conditions),
         container_statuses: Some(container_statuses),
         host_ip: Some(view.host_ip.clone()),
-        host_ips: Some(vec![HostIP { ip: view.host_ip.clone() }]),
+        host_ips: Some(vec![HostIP {
+            ip: view.host_ip.clone(),
+        }]),
         pod_ip: view.pod_ip.clone(),
         pod_ips: view.pod_ip.as_ref().map(|ip| vec![PodIP { ip: ip.clone() }]),
         start_time: Some(Time(view.start_time)),
@@ -148,7 +176,9 @@ mod tests {
             image: "ghcr.io/socketfleet/gateway:0.1.0".to_owned(),
             image_id: "file:///bin/gateway".to_owned(),
             container_id: "socketfleet://1".to_owned(),
-            state: State::Running { started_at: Timestamp::UNIX_EPOCH },
+            state: State::Running {
+                started_at: Timestamp::UNIX_EPOCH,
+            },
             last_state: None,
             ready,
             started: true,
@@ -157,7 +187,13 @@ mod tests {
     }
 
     fn condition<'a>(status: &'a PodStatus, type_: &str) -> &'a PodCondition {
-        status.conditions.as_ref().unwrap().iter().find(|condition| condition.type_ == type_).unwrap()
+        status
+            .conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|condition| condition.type_ == type_)
+            .unwrap()
     }
 
     #[test]
@@ -174,7 +210,10 @@ mod tests {
         };
         let status = pod_status(&view, &mut clock, Timestamp::UNIX_EPOCH);
         assert_eq!(condition(&status, "Ready").status, "False");
-        assert_eq!(condition(&status, "ContainersReady").reason.as_deref(), Some("ContainersNotReady"));
+        assert_eq!(
+            condition(&status, "ContainersReady").reason.as_deref(),
+            Some("ContainersNotReady")
+        );
         assert_eq!(status.pod_ip.as_deref(), Some("10.0.0.5"));
     }
 
@@ -185,8 +224,17 @@ mod tests {
         let later = Timestamp::from_second(200).unwrap();
         let latest = Timestamp::from_second(300).unwrap();
 
-        assert_eq!(clock.condition("Ready", false, None, early).last_transition_time, Some(Time(early)));
-        assert_eq!(clock.condition("Ready", false, None, later).last_transition_time, Some(Time(early)));
-        assert_eq!(clock.condition("Ready", true, None, latest).last_transition_time, Some(Time(latest)));
+        assert_eq!(
+            clock.condition("Ready", false, None, early).last_transition_time,
+            Some(Time(early))
+        );
+        assert_eq!(
+            clock.condition("Ready", false, None, later).last_transition_time,
+            Some(Time(early))
+        );
+        assert_eq!(
+            clock.condition("Ready", true, None, latest).last_transition_time,
+            Some(Time(latest))
+        );
     }
 }

@@ -14,10 +14,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Container, KeyToPath, Pod, Secret, Volume};
-use kube::api::Api;
 use kube::Client;
+use kube::api::Api;
 
-use super::{env, token, Error, Result};
+use super::{Error, Result, env, token};
 
 /// A kubelet requests one hour plus 7 s for the default token and rotates it at 80 % of its lifetime.
 const DEFAULT_TOKEN_SECONDS: i64 = 3607;
@@ -65,11 +65,27 @@ impl PodVolumes {
         let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
         let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
 
-        for volume in pod.spec.as_ref().and_then(|spec| spec.volumes.clone()).unwrap_or_default() {
+        for volume in pod
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.volumes.clone())
+            .unwrap_or_default()
+        {
             let folder = root.join(&volume.name);
             let _ = tokio::fs::remove_dir_all(&folder).await;
             create_dir(&folder).await?;
-            let read_only = fill(&mut volumes, client, pod, &volume, &folder, &secrets, &config_maps, pod_ip, host_ip).await?;
+            let read_only = fill(
+                &mut volumes,
+                client,
+                pod,
+                &volume,
+                &folder,
+                &secrets,
+                &config_maps,
+                pod_ip,
+                host_ip,
+            )
+            .await?;
             volumes.folders.insert(volume.name.clone(), (folder, read_only));
         }
         Ok(volumes)
@@ -119,19 +135,40 @@ async fn fill(
     if let Some(source) = &volume.secret {
         let name = source.secret_name.clone().unwrap_or_default();
         let data = secret_data(secrets, &name).await?;
-        write_items(folder, data, source.items.as_deref(), source.default_mode, source.optional, &format!("Secret {name}")).await?;
+        write_items(
+            folder,
+            data,
+            source.items.as_deref(),
+            source.default_mode,
+            source.optional,
+            &format!("Secret {name}"),
+        )
+        .await?;
         return Ok(true);
     }
     if let Some(source) = &volume.config_map {
         let data = config_map_data(config_maps, &source.name).await?;
-        write_items(folder, data, source.items.as_deref(), source.default_mode, source.optional, &format!("ConfigMap {}", source.name)).await?;
+        write_items(
+            folder,
+            data,
+            source.items.as_deref(),
+            source.default_mode,
+            source.optional,
+            &format!("ConfigMap {}", source.name),
+        )
+        .await?;
         return Ok(true);
     }
     if let Some(source) = &volume.downward_api {
         for item in source.items.iter().flatten() {
             let Some(field) = &item.field_ref else { continue };
             let value = env::field_value(pod, &field.field_path, pod_ip, host_ip)?;
-            token::write_atomically(&folder.join(&item.path), value.as_bytes(), mode(item.mode.or(source.default_mode))).await?;
+            token::write_atomically(
+                &folder.join(&item.path),
+                value.as_bytes(),
+                mode(item.mode.or(source.default_mode)),
+            )
+            .await?;
         }
         return Ok(true);
     }
@@ -150,18 +187,39 @@ async fn fill(
             if let Some(config_map) = &source.config_map {
                 let data = config_map_data(config_maps, &config_map.name).await?;
                 let what = format!("ConfigMap {}", config_map.name);
-                write_items(folder, data, config_map.items.as_deref(), projected.default_mode, config_map.optional, &what).await?;
+                write_items(
+                    folder,
+                    data,
+                    config_map.items.as_deref(),
+                    projected.default_mode,
+                    config_map.optional,
+                    &what,
+                )
+                .await?;
             }
             if let Some(secret) = &source.secret {
                 let data = secret_data(secrets, &secret.name).await?;
                 let what = format!("Secret {}", secret.name);
-                write_items(folder, data, secret.items.as_deref(), projected.default_mode, secret.optional, &what).await?;
+                write_items(
+                    folder,
+                    data,
+                    secret.items.as_deref(),
+                    projected.default_mode,
+                    secret.optional,
+                    &what,
+                )
+                .await?;
             }
             if let Some(downward) = &source.downward_api {
                 for item in downward.items.iter().flatten() {
                     let Some(field) = &item.field_ref else { continue };
                     let value = env::field_value(pod, &field.field_path, pod_ip, host_ip)?;
-                    token::write_atomically(&folder.join(&item.path), value.as_bytes(), mode(item.mode.or(projected.default_mode))).await?;
+                    token::write_atomically(
+                        &folder.join(&item.path),
+                        value.as_bytes(),
+                        mode(item.mode.or(projected.default_mode)),
+                    )
+                    .await?;
                 }
             }
         }
@@ -175,18 +233,38 @@ async fn fill(
 
 async fn secret_data(secrets: &Api<Secret>, name: &str) -> Result<Option<BTreeMap<String, Vec<u8>>>> {
     Ok(secrets.get_opt(name).await?.map(|secret| {
-        let mut data: BTreeMap<String, Vec<u8>> =
-            secret.string_data.unwrap_or_default().into_iter().map(|(key, value)| (key, value.into_bytes())).collect();
-        data.extend(secret.data.unwrap_or_default().into_iter().map(|(key, value)| (key, value.0)));
+        let mut data: BTreeMap<String, Vec<u8>> = secret
+            .string_data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(key, value)| (key, value.into_bytes()))
+            .collect();
+        data.extend(
+            secret
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(key, value)| (key, value.0)),
+        );
         data
     }))
 }
 
 async fn config_map_data(config_maps: &Api<ConfigMap>, name: &str) -> Result<Option<BTreeMap<String, Vec<u8>>>> {
     Ok(config_maps.get_opt(name).await?.map(|config_map| {
-        let mut data: BTreeMap<String, Vec<u8>> =
-            config_map.data.unwrap_or_default().into_iter().map(|(key, value)| (key, value.into_bytes())).collect();
-        data.extend(config_map.binary_data.unwrap_or_default().into_iter().map(|(key, value)| (key, value.0)));
+        let mut data: BTreeMap<String, Vec<u8>> = config_map
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(key, value)| (key, value.into_bytes()))
+            .collect();
+        data.extend(
+            config_map
+                .binary_data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(key, value)| (key, value.0)),
+        );
         data
     }))
 }
@@ -203,16 +281,26 @@ async fn write_items(
 ) -> Result<()> {
     let optional = optional == Some(true);
     let Some(data) = data else {
-        return if optional { Ok(()) } else { Err(Error::NotFound(what.to_owned())) };
+        return if optional {
+            Ok(())
+        } else {
+            Err(Error::NotFound(what.to_owned()))
+        };
     };
     match items {
         Some(items) => {
             for item in items {
                 if item.path.split('/').any(|part| part == "..") {
-                    return Err(Error::InvalidSpec(format!("item path {:?} of {what} leaves its volume", item.path)));
+                    return Err(Error::InvalidSpec(format!(
+                        "item path {:?} of {what} leaves its volume",
+                        item.path
+                    )));
                 }
                 match data.get(&item.key) {
-                    Some(value) => token::write_atomically(&folder.join(&item.path), value, mode(item.mode.or(default_mode))).await?,
+                    Some(value) => {
+                        token::write_atomically(&folder.join(&item.path), value, mode(item.mode.or(default_mode)))
+                            .await?
+                    }
                     None if optional => {}
                     None => return Err(Error::NotFound(format!("key {} in {what}", item.key))),
                 }
@@ -232,7 +320,8 @@ fn mode(value: Option<i32>) -> Option<u32> {
 }
 
 async fn create_dir(folder: &Path) -> Result<()> {
-    tokio::fs::create_dir_all(folder)
-        .await
-        .map_err(|source| Error::Io { path: folder.display().to_string(), source })
+    tokio::fs::create_dir_all(folder).await.map_err(|source| Error::Io {
+        path: folder.display().to_string(),
+        source,
+    })
 }

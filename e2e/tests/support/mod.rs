@@ -40,14 +40,27 @@ impl Cluster {
                 state_dir.display()
             );
         }
-        let helm_path = run(Command::new("bash").arg(repo.join("scripts/helm.sh")).arg("--print-path"))?;
-        let cluster = Self { repo, state_dir, kubeconfig, kubectl, helm: PathBuf::from(helm_path.trim()) };
-        cluster.kubectl(&["get", "--raw", "/readyz"]).context("the local cluster's API server is not ready")?;
+        let helm_path = run(Command::new("bash")
+            .arg(repo.join("scripts/helm.sh"))
+            .arg("--print-path"))?;
+        let cluster = Self {
+            repo,
+            state_dir,
+            kubeconfig,
+            kubectl,
+            helm: PathBuf::from(helm_path.trim()),
+        };
+        cluster
+            .kubectl(&["get", "--raw", "/readyz"])
+            .context("the local cluster's API server is not ready")?;
         Ok(cluster)
     }
 
     pub fn kubectl(&self, args: &[&str]) -> Result<String> {
-        run(Command::new(&self.kubectl).arg("--kubeconfig").arg(&self.kubeconfig).args(args))
+        run(Command::new(&self.kubectl)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args))
     }
 
     /// Runs kubectl with `input` on stdin (for `apply -f -`).
@@ -60,10 +73,18 @@ impl Cluster {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()?;
-        child.stdin.take().expect("stdin is piped").write_all(input.as_bytes())?;
+        child
+            .stdin
+            .take()
+            .expect("stdin is piped")
+            .write_all(input.as_bytes())?;
         let output = child.wait_with_output()?;
         if !output.status.success() {
-            bail!("kubectl {} failed: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim());
+            bail!(
+                "kubectl {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
@@ -75,7 +96,10 @@ impl Cluster {
     }
 
     pub fn helm(&self, args: &[&str]) -> Result<String> {
-        run(Command::new(&self.helm).arg("--kubeconfig").arg(&self.kubeconfig).args(args))
+        run(Command::new(&self.helm)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args))
     }
 }
 
@@ -84,7 +108,11 @@ fn run(command: &mut Command) -> Result<String> {
     let description = format!("{command:?}");
     let output = command.output().with_context(|| format!("running {description}"))?;
     if !output.status.success() {
-        bail!("{description} failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr).trim());
+        bail!(
+            "{description} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
@@ -101,7 +129,9 @@ pub fn wait_until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> R
             Err(error) => last_error = Some(error),
         }
         if Instant::now() > deadline {
-            let detail = last_error.map(|error| format!(" (last error: {error:#})")).unwrap_or_default();
+            let detail = last_error
+                .map(|error| format!(" (last error: {error:#})"))
+                .unwrap_or_default();
             bail!("timed out after {timeout:?} waiting for {what}{detail}");
         }
         std::thread::sleep(Duration::from_millis(500));
@@ -128,16 +158,30 @@ pub struct TestNamespace<'a> {
 
 impl<'a> TestNamespace<'a> {
     pub fn create(cluster: &'a Cluster, test: &str) -> Result<Self> {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.subsec_nanos());
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.subsec_nanos());
         let suffix = format!("{:06x}", (std::process::id() ^ nanos) & 0xff_ffff);
         let name = format!("e2e-{test}-{suffix}");
         // Namespaces a crashed earlier run of this test left behind go first.
-        cluster.kubectl(&["delete", "namespace", "-l", &format!("{TEST_LABEL}={test}"), "--wait=true", "--timeout=120s"])?;
+        cluster.kubectl(&[
+            "delete",
+            "namespace",
+            "-l",
+            &format!("{TEST_LABEL}={test}"),
+            "--wait=true",
+            "--timeout=120s",
+        ])?;
         let manifest = format!(
             "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n  labels:\n    {TEST_LABEL}: {test}\n"
         );
         cluster.kubectl_with_input(&["apply", "-f", "-"], &manifest)?;
-        Ok(Self { cluster, name, test: test.to_owned(), release: None })
+        Ok(Self {
+            cluster,
+            name,
+            test: test.to_owned(),
+            release: None,
+        })
     }
 
     pub fn kubectl(&self, args: &[&str]) -> Result<String> {
@@ -163,7 +207,12 @@ impl<'a> TestNamespace<'a> {
         eprintln!("\n===== e2e failure dump for namespace {} =====", self.name);
         for args in [
             vec!["get", "pods", "-o", "wide"],
-            vec!["get", "realtimenamespaces,deployments,replicasets,services,endpointslices,pdb,hpa", "-o", "wide"],
+            vec![
+                "get",
+                "realtimenamespaces,deployments,replicasets,services,endpointslices,pdb,hpa",
+                "-o",
+                "wide",
+            ],
             vec!["get", "events", "--sort-by=.lastTimestamp"],
             vec!["get", "realtimenamespaces", "-o", "yaml"],
             vec!["describe", "pods"],
@@ -202,12 +251,17 @@ impl Drop for TestNamespace<'_> {
             self.dump();
         }
         if let Some(release) = &self.release
-            && let Err(error) = self.cluster.helm(&["uninstall", release, "-n", &self.name, "--wait", "--timeout", "120s"])
+            && let Err(error) =
+                self.cluster
+                    .helm(&["uninstall", release, "-n", &self.name, "--wait", "--timeout", "120s"])
         {
             eprintln!("cleanup: helm uninstall {release} failed: {error:#}");
         }
         let selector = format!("{TEST_LABEL}={}", self.test);
-        if let Err(error) = self.cluster.kubectl(&["delete", "namespace", "-l", &selector, "--wait=true", "--timeout=120s"]) {
+        if let Err(error) =
+            self.cluster
+                .kubectl(&["delete", "namespace", "-l", &selector, "--wait=true", "--timeout=120s"])
+        {
             eprintln!("cleanup: deleting namespaces labelled {selector} failed: {error:#}");
         }
     }
@@ -228,7 +282,9 @@ pub fn install_operator(cluster: &Cluster, namespace: &mut TestNamespace<'_>) ->
     let release = format!("sf-{}", &namespace.name[namespace.name.len() - 6..]);
     let chart = cluster.repo.join("charts/socketfleet-operator");
     // The CRD is cluster-wide: a second release (or `make up`'s) may already have installed it.
-    let crd_exists = cluster.kubectl(&["get", "crd", "realtimenamespaces.socketfleet.io"]).is_ok();
+    let crd_exists = cluster
+        .kubectl(&["get", "crd", "realtimenamespaces.socketfleet.io"])
+        .is_ok();
     step(&format!("helm install {release} (CRD from the chart: {})", !crd_exists));
     cluster.helm(&[
         "install",
@@ -248,16 +304,21 @@ pub fn install_operator(cluster: &Cluster, namespace: &mut TestNamespace<'_>) ->
     let selector = format!("app.kubernetes.io/instance={release}");
     wait_until("the operator pod to be Ready", Duration::from_secs(120), || {
         let pods = namespace.kubectl_json(&["get", "pods", "-l", &selector])?;
-        Ok(pods["items"].as_array().is_some_and(|items| items.iter().any(pod_ready)).then_some(()))
+        Ok(pods["items"]
+            .as_array()
+            .is_some_and(|items| items.iter().any(pod_ready))
+            .then_some(()))
     })?;
     step("operator pod is Ready");
     Ok(())
 }
 
 pub fn pod_ready(pod: &Value) -> bool {
-    pod["status"]["conditions"]
-        .as_array()
-        .is_some_and(|conditions| conditions.iter().any(|condition| condition["type"] == "Ready" && condition["status"] == "True"))
+    pod["status"]["conditions"].as_array().is_some_and(|conditions| {
+        conditions
+            .iter()
+            .any(|condition| condition["type"] == "Ready" && condition["status"] == "True")
+    })
 }
 
 // -------------------------------------------------------------------------------------------------
@@ -281,13 +342,19 @@ pub fn http(method: &str, address: &str, path: &str, headers: &[(&str, &str)], b
 
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
-    let (head, body) = response.split_once("\r\n\r\n").ok_or_else(|| anyhow!("malformed HTTP response from {address}"))?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow!("malformed HTTP response from {address}"))?;
     let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|code| code.parse().ok())
         .ok_or_else(|| anyhow!("no status code in the response from {address}"))?;
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_owned() };
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
     Ok((status, body))
 }
 
@@ -295,7 +362,9 @@ fn dechunk(body: &str) -> String {
     let mut output = String::new();
     let mut rest = body;
     while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else { break };
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
         if size == 0 || after.len() < size {
             break;
         }
@@ -329,7 +398,10 @@ impl Clients {
     pub fn start(repo: &Path) -> Result<Self> {
         let folder = repo.join("e2e/js");
         if !folder.join("node_modules/socket.io-client").exists() {
-            bail!("{} has no node_modules: run `make deps` (it runs npm ci there)", folder.display());
+            bail!(
+                "{} has no node_modules: run `make deps` (it runs npm ci there)",
+                folder.display()
+            );
         }
         let mut child = Command::new("node")
             .arg("driver.js")
@@ -341,7 +413,12 @@ impl Clients {
             .context("starting node e2e/js/driver.js")?;
         let stdin = child.stdin.take().expect("stdin is piped");
         let stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
-        Ok(Self { child, stdin, stdout, next_id: 0 })
+        Ok(Self {
+            child,
+            stdin,
+            stdout,
+            next_id: 0,
+        })
     }
 
     /// Sends one command and returns its reply; an `ok: false` reply is an error.
@@ -362,12 +439,14 @@ impl Clients {
     }
 
     pub fn connect(&mut self, client: &str, url: &str) -> Result<()> {
-        self.call(serde_json::json!({"op": "connect", "client": client, "url": url})).map(drop)
+        self.call(serde_json::json!({"op": "connect", "client": client, "url": url}))
+            .map(drop)
     }
 
     /// Connects with a socket.io `auth` payload, such as `{"token": "<jwt>"}`.
     pub fn connect_with_auth(&mut self, client: &str, url: &str, auth: Value) -> Result<()> {
-        self.call(serde_json::json!({"op": "connect", "client": client, "url": url, "auth": auth})).map(drop)
+        self.call(serde_json::json!({"op": "connect", "client": client, "url": url, "auth": auth}))
+            .map(drop)
     }
 
     /// Emits `event` with an ack and returns the ack.
@@ -376,7 +455,8 @@ impl Clients {
     }
 
     pub fn listen(&mut self, client: &str, event: &str) -> Result<()> {
-        self.call(serde_json::json!({"op": "listen", "client": client, "event": event})).map(drop)
+        self.call(serde_json::json!({"op": "listen", "client": client, "event": event}))
+            .map(drop)
     }
 
     pub fn received(&mut self, client: &str, event: &str) -> Result<Vec<Value>> {
@@ -389,7 +469,8 @@ impl Clients {
     }
 
     pub fn close(&mut self, client: &str) -> Result<()> {
-        self.call(serde_json::json!({"op": "close", "client": client})).map(drop)
+        self.call(serde_json::json!({"op": "close", "client": client}))
+            .map(drop)
     }
 }
 

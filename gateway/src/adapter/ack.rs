@@ -36,7 +36,13 @@ impl PendingGuard {
     pub fn register(pending: &PendingRequests, id: Sid) -> (Self, mpsc::UnboundedReceiver<Vec<u8>>) {
         let (tx, rx) = mpsc::unbounded_channel();
         pending.lock().unwrap_or_else(|e| e.into_inner()).insert(id, tx);
-        (Self { pending: pending.clone(), id }, rx)
+        (
+            Self {
+                pending: pending.clone(),
+                id,
+            },
+            rx,
+        )
     }
 }
 
@@ -104,7 +110,12 @@ impl PartialLog {
 }
 
 fn partial(request: RequestKind, expected: &Expected, answered: &[Uid]) -> PartialResponse {
-    let missing: Vec<Uid> = expected.known_peers.iter().filter(|p| !answered.contains(p)).copied().collect();
+    let missing: Vec<Uid> = expected
+        .known_peers
+        .iter()
+        .filter(|p| !answered.contains(p))
+        .copied()
+        .collect();
     let unanswered = expected.count.saturating_sub(answered.len());
     PartialResponse {
         request,
@@ -155,7 +166,11 @@ pub async fn collect_responses<D: DeserializeOwned>(
             Ok(Some(payload)) => payload,
             Ok(None) => break,
             Err(_elapsed) => {
-                reporter.partials.record(&reporter.metrics, &reporter.namespace, partial(request, &expected, &answered));
+                reporter.partials.record(
+                    &reporter.metrics,
+                    &reporter.namespace,
+                    partial(request, &expected, &answered),
+                );
                 break;
             }
         };
@@ -168,7 +183,9 @@ pub async fn collect_responses<D: DeserializeOwned>(
             }
             Ok(response) => tracing::warn!(node = %response.node_id, "unexpected response type, ignored"),
             Err(err) => {
-                reporter.metrics.record_dropped(super::metrics::DropReason::DecodeFailed);
+                reporter
+                    .metrics
+                    .record_dropped(super::metrics::DropReason::DecodeFailed);
                 tracing::warn!(error = %err, "undecodable response, ignored");
             }
         }
@@ -205,7 +222,10 @@ pub struct AckStream<E: SocketEmitter> {
 impl<E: SocketEmitter> AckStream<E> {
     /// Wraps the local acks only.
     pub fn local(local: E::AckStream) -> Self {
-        Self { local: Some(Box::pin(local)), remote: None }
+        Self {
+            local: Some(Box::pin(local)),
+            remote: None,
+        }
     }
 
     /// Merges the local acks with the responses of `expected` other pods, until `timeout`.
@@ -227,7 +247,10 @@ impl<E: SocketEmitter> AckStream<E> {
             reporter,
         };
         let remote = (!remote.is_done()).then_some(remote);
-        Self { local: Some(Box::pin(local)), remote }
+        Self {
+            local: Some(Box::pin(local)),
+            remote,
+        }
     }
 
     fn poll_remote(&mut self, cx: &mut Context<'_>) -> Poll<Option<AckStreamItem<E::AckError>>> {
@@ -241,13 +264,19 @@ impl<E: SocketEmitter> AckStream<E> {
             }
             match remote.rx.poll_recv(cx) {
                 Poll::Ready(Some(payload)) => match decode_response::<E::AckError>(&payload) {
-                    Ok(Response { node_id, r#type: ResponseType::BroadcastAckCount(count) }) => {
+                    Ok(Response {
+                        node_id,
+                        r#type: ResponseType::BroadcastAckCount(count),
+                    }) => {
                         if !remote.answered.contains(&node_id) {
                             remote.answered.push(node_id);
                             remote.pending_acks += u64::from(count);
                         }
                     }
-                    Ok(Response { node_id, r#type: ResponseType::BroadcastAck(item) }) => {
+                    Ok(Response {
+                        node_id,
+                        r#type: ResponseType::BroadcastAck(item),
+                    }) => {
                         if remote.pending_acks > 0 {
                             remote.pending_acks -= 1;
                             return Poll::Ready(Some(item));
@@ -258,7 +287,10 @@ impl<E: SocketEmitter> AckStream<E> {
                         tracing::warn!(node = %node_id, "unexpected response to a broadcast with ack, ignored");
                     }
                     Err(err) => {
-                        remote.reporter.metrics.record_dropped(super::metrics::DropReason::DecodeFailed);
+                        remote
+                            .reporter
+                            .metrics
+                            .record_dropped(super::metrics::DropReason::DecodeFailed);
                         tracing::warn!(error = %err, "undecodable ack response, ignored");
                     }
                 },

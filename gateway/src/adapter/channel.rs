@@ -73,13 +73,22 @@ impl ChannelNames {
     /// Creates the names for `prefix`, which must be non-empty `[a-z0-9-]`, so it needs no escaping.
     pub fn new(prefix: &str) -> Option<Self> {
         let valid = !prefix.is_empty()
-            && prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        valid.then(|| Self { prefix: prefix.to_owned() })
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        valid.then(|| Self {
+            prefix: prefix.to_owned(),
+        })
     }
 
     /// Returns the channel of `room` in the namespace `namespace` (escaped with [`escape`]).
     pub fn room(&self, namespace: &str, room: &str) -> String {
-        format!("{}:{}:{namespace}:{}", self.prefix, ChannelKind::Room.tag(), escape(room))
+        format!(
+            "{}:{}:{namespace}:{}",
+            self.prefix,
+            ChannelKind::Room.tag(),
+            escape(room)
+        )
     }
 
     /// Returns the channel every pod of the namespace subscribes to.
@@ -141,7 +150,11 @@ fn crc16_xmodem(data: &[u8]) -> u16 {
     for &byte in data {
         crc ^= u16::from(byte) << 8;
         for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
         }
     }
     crc
@@ -184,8 +197,7 @@ mod tests {
     fn distinct_inputs_give_distinct_channels() {
         let names = names();
         let inputs = [("/", "a:b"), ("/:a", "b"), ("/", "a%3Ab"), ("/a", "b"), ("/a:b", "")];
-        let channels: HashSet<String> =
-            inputs.iter().map(|(ns, room)| names.room(&escape(ns), room)).collect();
+        let channels: HashSet<String> = inputs.iter().map(|(ns, room)| names.room(&escape(ns), room)).collect();
         assert_eq!(channels.len(), inputs.len());
     }
 
@@ -238,8 +250,9 @@ mod tests {
     fn room_channels_spread_over_slots() {
         let names = names();
         let ns = escape("/");
-        let slots: HashSet<u16> =
-            (0..1000).map(|i| key_slot(names.room(&ns, &format!("room-{i}")).as_bytes())).collect();
+        let slots: HashSet<u16> = (0..1000)
+            .map(|i| key_slot(names.room(&ns, &format!("room-{i}")).as_bytes()))
+            .collect();
         // 1000 keys over 16384 slots: almost all distinct, and spread over the whole range.
         assert!(slots.len() > 950, "only {} distinct slots", slots.len());
         assert!(slots.iter().any(|&s| s < 5461));

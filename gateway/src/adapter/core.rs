@@ -14,8 +14,8 @@ use serde::Serialize;
 use socketioxide_core::{
     Sid, Uid,
     adapter::{
-        BroadcastFlags, BroadcastOptions, CoreAdapter, CoreLocalAdapter, DefinedAdapter, RemoteSocketData,
-        Room, RoomParam, SocketEmitter, Spawnable,
+        BroadcastFlags, BroadcastOptions, CoreAdapter, CoreLocalAdapter, DefinedAdapter, RemoteSocketData, Room,
+        RoomParam, SocketEmitter, Spawnable,
         errors::BroadcastError,
         remote_packet::{RequestIn, RequestOut, RequestTypeIn, RequestTypeOut, Response, ResponseType, ResponseTypeId},
     },
@@ -201,7 +201,9 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
         let target = self.target(&opts);
         if target != Target::Local {
             let request = RequestOut::new(self.uid, RequestTypeOut::Broadcast(&packet), &opts);
-            self.publish_fanout(&target, &opts, &request).await.map_err(to_broadcast_error)?;
+            self.publish_fanout(&target, &opts, &request)
+                .await
+                .map_err(to_broadcast_error)?;
         }
         if target.includes_local() {
             self.local.broadcast(packet, opts)?;
@@ -221,8 +223,8 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
             return Ok(AckStream::local(stream));
         }
 
-        let request = RequestOut::new(self.uid, RequestTypeOut::BroadcastWithAck(&packet), &opts)
-            .with_ack_timeout(timeout);
+        let request =
+            RequestOut::new(self.uid, RequestTypeOut::BroadcastWithAck(&packet), &opts).with_ack_timeout(timeout);
         let (guard, rx) = PendingGuard::register(&self.pending, request.id);
         let expected = self.publish_request(&target, &opts, &request).await?;
         drop(request);
@@ -263,7 +265,9 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
         let target = self.target(&opts);
         if target != Target::Local {
             let request = RequestOut::new(self.uid, RequestTypeOut::DisconnectSockets, &opts);
-            self.publish_fanout(&target, &opts, &request).await.map_err(to_broadcast_error)?;
+            self.publish_fanout(&target, &opts, &request)
+                .await
+                .map_err(to_broadcast_error)?;
         }
         if target.includes_local() {
             self.local.disconnect_socket(opts).map_err(BroadcastError::Socket)?;
@@ -282,7 +286,11 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
         let expected = self.publish_request(&target, &opts, &request).await?;
         drop(request);
 
-        let mut rooms = if target.includes_local() { self.local.rooms(opts) } else { HashSet::new() };
+        let mut rooms = if target.includes_local() {
+            self.local.rooms(opts)
+        } else {
+            HashSet::new()
+        };
         let responses = collect_responses::<()>(
             rx,
             ResponseTypeId::AllRooms,
@@ -311,7 +319,11 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
         let expected = self.publish_request(&target, &opts, &request).await?;
         drop(request);
 
-        let mut sockets = if target.includes_local() { self.local.fetch_sockets(opts) } else { Vec::new() };
+        let mut sockets = if target.includes_local() {
+            self.local.fetch_sockets(opts)
+        } else {
+            Vec::new()
+        };
         let responses = collect_responses::<RemoteSocketData>(
             rx,
             ResponseTypeId::FetchSockets,
@@ -364,7 +376,11 @@ impl<E: SocketEmitter> RedisAdapter<E> {
                 _ => Target::Local,
             };
         }
-        if opts.rooms.is_empty() { Target::Namespace } else { Target::Rooms }
+        if opts.rooms.is_empty() {
+            Target::Namespace
+        } else {
+            Target::Rooms
+        }
     }
 
     fn is_connected(&self, sid: Sid) -> bool {
@@ -402,7 +418,12 @@ impl<E: SocketEmitter> RedisAdapter<E> {
         }
     }
 
-    async fn publish_fanout(&self, target: &Target, opts: &BroadcastOptions, request: &RequestOut<'_>) -> Result<(), Error> {
+    async fn publish_fanout(
+        &self,
+        target: &Target,
+        opts: &BroadcastOptions,
+        request: &RequestOut<'_>,
+    ) -> Result<(), Error> {
         let payload = rmp_serde::to_vec_named(request)?;
         for (kind, channel) in self.fanout_channels(target, opts) {
             self.publish(kind, &channel, &payload).await?;
@@ -411,7 +432,12 @@ impl<E: SocketEmitter> RedisAdapter<E> {
     }
 
     /// Publishes a request that waits for responses and returns the pods to wait for.
-    async fn publish_request(&self, target: &Target, opts: &BroadcastOptions, request: &RequestOut<'_>) -> Result<Expected, Error> {
+    async fn publish_request(
+        &self,
+        target: &Target,
+        opts: &BroadcastOptions,
+        request: &RequestOut<'_>,
+    ) -> Result<Expected, Error> {
         let payload = rmp_serde::to_vec_named(request)?;
         let (kind, channel) = self.request_channel(target, opts);
         let known_peers = self.live_peers();
@@ -420,7 +446,10 @@ impl<E: SocketEmitter> RedisAdapter<E> {
         // NOTE: a room channel this pod is subscribing or unsubscribing at this moment may be
         // counted wrongly by one, which ends the request one response early or at the timeout.
         let own = usize::from(self.shared.subscriptions.is_subscribed(&channel));
-        Ok(Expected { count: receivers.saturating_sub(own), known_peers })
+        Ok(Expected {
+            count: receivers.saturating_sub(own),
+            known_peers,
+        })
     }
 
     /// Publishes `payload` and returns how many subscribers Redis delivered it to.
@@ -459,11 +488,19 @@ impl<E: SocketEmitter> RedisAdapter<E> {
             }
             if Instant::now() >= deadline {
                 self.shared.metrics.record_undelivered_publish();
-                tracing::warn!(channel, "publish reached no subscriber after retries; redis lost the shard's subscriptions");
-                return Err(Error::NotDelivered { channel: channel.to_owned() });
+                tracing::warn!(
+                    channel,
+                    "publish reached no subscriber after retries; redis lost the shard's subscriptions"
+                );
+                return Err(Error::NotDelivered {
+                    channel: channel.to_owned(),
+                });
             }
             self.shared.metrics.record_publish_retry();
-            tracing::debug!(channel, "publish reached no subscriber of a subscribed channel, sending it again");
+            tracing::debug!(
+                channel,
+                "publish reached no subscriber of a subscribed channel, sending it again"
+            );
             tokio::time::sleep(UNDELIVERED_RETRY).await;
             while subscriptions.is_lost(channel) && Instant::now() < deadline {
                 tokio::time::sleep(UNDELIVERED_RETRY).await;
@@ -483,10 +520,19 @@ impl<E: SocketEmitter> RedisAdapter<E> {
         }
         let now = Instant::now();
         let entry = recent.entry(channel.to_owned()).or_insert((receivers, now));
-        let previous = if entry.1.elapsed() < RECOVERY_WINDOW { entry.0 } else { receivers };
+        let previous = if entry.1.elapsed() < RECOVERY_WINDOW {
+            entry.0
+        } else {
+            receivers
+        };
         if recovering && receivers < previous {
             self.shared.metrics.record_short_publish();
-            tracing::warn!(channel, receivers, previous, "publish reached fewer subscribers than before the lost subscriptions; some pods likely missed it");
+            tracing::warn!(
+                channel,
+                receivers,
+                previous,
+                "publish reached fewer subscribers than before the lost subscriptions; some pods likely missed it"
+            );
             entry.1 = now;
         } else {
             *entry = (receivers, now);
@@ -521,7 +567,9 @@ impl<E: SocketEmitter> RedisAdapter<E> {
 
     async fn send_heartbeat(&self, kind: RequestTypeOut<'_>, target: Option<Uid>) {
         let request = RequestOut::new_empty(self.uid, kind);
-        let Ok(payload) = rmp_serde::to_vec_named(&request) else { return };
+        let Ok(payload) = rmp_serde::to_vec_named(&request) else {
+            return;
+        };
         let names = &self.shared.names;
         let (kind, channel) = match target {
             Some(uid) => (ChannelKind::Pod, names.pod(&self.namespace, uid)),
@@ -577,9 +625,15 @@ impl<E: SocketEmitter> RedisAdapter<E> {
 
         for (index, room) in rooms.iter().enumerate() {
             let channel = self.room_channel(room);
-            self.room_channels.lock().unwrap_or_else(|e| e.into_inner()).insert(channel.clone(), room.clone());
+            self.room_channels
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(channel.clone(), room.clone());
             if let Err(err) = self.shared.subscriptions.ensure(&channel).await {
-                self.room_channels.lock().unwrap_or_else(|e| e.into_inner()).remove(&channel);
+                self.room_channels
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&channel);
                 for subscribed in &rooms[..index] {
                     self.release_room(subscribed).await;
                 }
@@ -632,7 +686,10 @@ impl<E: SocketEmitter> RedisAdapter<E> {
             .release_if_unused(&channel, || self.has_local_members(room))
             .await;
         if released {
-            self.room_channels.lock().unwrap_or_else(|e| e.into_inner()).remove(&channel);
+            self.room_channels
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&channel);
         }
     }
 
@@ -656,7 +713,11 @@ impl<E: SocketEmitter> RedisAdapter<E> {
         let grace = self.shared.config.join_grace;
         let stale: Vec<Sid> = {
             let joined = self.joined.lock().unwrap_or_else(|e| e.into_inner());
-            joined.iter().filter(|(_, at)| at.elapsed() >= grace).map(|(sid, _)| *sid).collect()
+            joined
+                .iter()
+                .filter(|(_, at)| at.elapsed() >= grace)
+                .map(|(sid, _)| *sid)
+                .collect()
         };
         for sid in stale {
             if !self.is_connected(sid) {
@@ -678,9 +739,16 @@ impl<E: SocketEmitter> RedisAdapter<E> {
             .collect();
         for (channel, room) in &subscribed {
             if !wanted.contains_key(channel) {
-                let released = self.shared.subscriptions.release_if_unused(channel, || self.has_local_members(room)).await;
+                let released = self
+                    .shared
+                    .subscriptions
+                    .release_if_unused(channel, || self.has_local_members(room))
+                    .await;
                 if released {
-                    self.room_channels.lock().unwrap_or_else(|e| e.into_inner()).remove(channel);
+                    self.room_channels
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(channel);
                     self.shared.metrics.record_sweep(false);
                 }
             }
@@ -689,7 +757,10 @@ impl<E: SocketEmitter> RedisAdapter<E> {
             if self.shared.subscriptions.is_wanted(&channel) {
                 continue;
             }
-            self.room_channels.lock().unwrap_or_else(|e| e.into_inner()).insert(channel.clone(), room.clone());
+            self.room_channels
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(channel.clone(), room.clone());
             match self.shared.subscriptions.ensure(&channel).await {
                 Ok(()) => {
                     self.shared.metrics.record_sweep(true);
@@ -741,7 +812,13 @@ impl<E: SocketEmitter> RedisAdapter<E> {
         self.record_peer(request.node_id);
 
         let fanned_out = kind == ChannelKind::Room && request.opts.as_ref().is_some_and(|o| o.rooms.len() > 1);
-        if fanned_out && !self.recent_ids.lock().unwrap_or_else(|e| e.into_inner()).insert(request.id) {
+        if fanned_out
+            && !self
+                .recent_ids
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(request.id)
+        {
             return;
         }
         if kind == ChannelKind::Room && !self.shared.subscriptions.is_wanted(channel) {
@@ -754,7 +831,14 @@ impl<E: SocketEmitter> RedisAdapter<E> {
     }
 
     fn handle_request(self: Arc<Self>, request: RequestIn) {
-        let RequestIn { node_id, id, r#type, opts, ack_timeout, .. } = request;
+        let RequestIn {
+            node_id,
+            id,
+            r#type,
+            opts,
+            ack_timeout,
+            ..
+        } = request;
         match (r#type, opts) {
             (RequestTypeIn::Heartbeat, _) => {}
             (RequestTypeIn::InitHeartbeat, _) => {
@@ -768,11 +852,17 @@ impl<E: SocketEmitter> RedisAdapter<E> {
             (RequestTypeIn::BroadcastWithAck(packet), Some(opts)) => {
                 let (stream, count) = self.local.broadcast_with_ack(packet, opts, ack_timeout);
                 tokio::spawn(async move {
-                    let count = Response { node_id: self.uid, r#type: ResponseType::<()>::BroadcastAckCount(count) };
+                    let count = Response {
+                        node_id: self.uid,
+                        r#type: ResponseType::<()>::BroadcastAckCount(count),
+                    };
                     self.send_response(node_id, id, count).await;
                     let mut stream = std::pin::pin!(stream);
                     while let Some(ack) = stream.next().await {
-                        let response = Response { node_id: self.uid, r#type: ResponseType::BroadcastAck(ack) };
+                        let response = Response {
+                            node_id: self.uid,
+                            r#type: ResponseType::BroadcastAck(ack),
+                        };
                         self.send_response(node_id, id, response).await;
                     }
                 });
@@ -785,14 +875,20 @@ impl<E: SocketEmitter> RedisAdapter<E> {
             (RequestTypeIn::AllRooms, Some(opts)) => {
                 let rooms = self.local.rooms(opts);
                 tokio::spawn(async move {
-                    let response = Response { node_id: self.uid, r#type: ResponseType::<()>::AllRooms(rooms) };
+                    let response = Response {
+                        node_id: self.uid,
+                        r#type: ResponseType::<()>::AllRooms(rooms),
+                    };
                     self.send_response(node_id, id, response).await;
                 });
             }
             (RequestTypeIn::FetchSockets, Some(opts)) => {
                 let sockets = self.local.fetch_sockets(opts);
                 tokio::spawn(async move {
-                    let response = Response { node_id: self.uid, r#type: ResponseType::FetchSockets(sockets) };
+                    let response = Response {
+                        node_id: self.uid,
+                        r#type: ResponseType::FetchSockets(sockets),
+                    };
                     self.send_response(node_id, id, response).await;
                 });
             }

@@ -205,7 +205,11 @@ impl Driver {
                     .set_connection_timeout(Some(CONNECTION_TIMEOUT))
                     .set_response_timeout(Some(RESPONSE_TIMEOUT));
                 let connection = client.get_multiplexed_async_connection_with_config(&config).await?;
-                Self::Standalone(Standalone { client, config, connection: Mutex::new(Some(connection)) })
+                Self::Standalone(Standalone {
+                    client,
+                    config,
+                    connection: Mutex::new(Some(connection)),
+                })
             }
         };
         Ok((driver, rx))
@@ -267,11 +271,19 @@ impl Driver {
     async fn publish_unbounded(&self, channel: &str, payload: &[u8]) -> RedisResult<usize> {
         match self {
             Self::Cluster(connection) => {
-                redis::cmd("SPUBLISH").arg(channel).arg(payload).query_async(&mut connection.clone()).await
+                redis::cmd("SPUBLISH")
+                    .arg(channel)
+                    .arg(payload)
+                    .query_async(&mut connection.clone())
+                    .await
             }
             Self::Standalone(standalone) => {
                 let mut connection = standalone.connection().await?;
-                let result = redis::cmd("PUBLISH").arg(channel).arg(payload).query_async(&mut connection).await;
+                let result = redis::cmd("PUBLISH")
+                    .arg(channel)
+                    .arg(payload)
+                    .query_async(&mut connection)
+                    .await;
                 standalone.forget_if_broken(&result).await;
                 result
             }
@@ -294,7 +306,11 @@ impl Driver {
             }
             Self::Standalone(standalone) => {
                 let mut connection = standalone.connection().await?;
-                let result = redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query_async(&mut connection).await;
+                let result = redis::cmd("PUBSUB")
+                    .arg("NUMSUB")
+                    .arg(channel)
+                    .query_async(&mut connection)
+                    .await;
                 standalone.forget_if_broken(&result).await;
                 result?
             }
@@ -317,7 +333,10 @@ impl Driver {
                 let mut nodes = Vec::with_capacity(primaries.len());
                 for primary in primaries {
                     let subscribed = primary_subscriptions(&mut connection, &primary).await;
-                    nodes.push(NodeSubscriptions { slot_ranges: primary.slot_ranges, subscribed });
+                    nodes.push(NodeSubscriptions {
+                        slot_ranges: primary.slot_ranges,
+                        subscribed,
+                    });
                 }
                 Ok(nodes)
             }
@@ -329,7 +348,10 @@ impl Driver {
                     Some(count) => SubscriptionReading::Count(count),
                     None => SubscriptionReading::Failed,
                 };
-                Ok(vec![NodeSubscriptions { slot_ranges: Vec::new(), subscribed }])
+                Ok(vec![NodeSubscriptions {
+                    slot_ranges: Vec::new(),
+                    subscribed,
+                }])
             }
         }
     }
@@ -341,7 +363,10 @@ impl Standalone {
         if let Some(connection) = slot.as_ref() {
             return Ok(connection.clone());
         }
-        let connection = self.client.get_multiplexed_async_connection_with_config(&self.config).await?;
+        let connection = self
+            .client
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await?;
         tracing::info!("reconnected to standalone redis");
         *slot = Some(connection.clone());
         Ok(connection)
@@ -418,7 +443,9 @@ async fn primary_subscriptions(connection: &mut ClusterConnection, primary: &Pri
 /// NOTE: an ACL user without read access to keys gets NOPERM instead of MOVED, and the health
 /// check then skips this primary until something else refreshes the map.
 async fn refresh_slot_map(connection: &mut ClusterConnection, primary: &Primary) {
-    let Some(key) = probe_key(&primary.slot_ranges) else { return };
+    let Some(key) = probe_key(&primary.slot_ranges) else {
+        return;
+    };
     let result: RedisResult<Value> = redis::cmd("EXISTS").arg(&key).query_async(connection).await;
     if let Err(err) = result {
         tracing::debug!(key, error = %err, "health check: slot map probe failed");
@@ -429,10 +456,12 @@ async fn refresh_slot_map(connection: &mut ClusterConnection, primary: &Primary)
 fn probe_key(slot_ranges: &[(u16, u16)]) -> Option<String> {
     // A range of n slots is hit by about one key in 16384 / n, so a few thousand tries cover even
     // a primary that owns a single slot with high probability.
-    (0..200_000u32).map(|i| format!("socketfleet:slot-probe:{i}")).find(|key| {
-        let slot = key_slot(key.as_bytes());
-        slot_ranges.iter().any(|(start, end)| (*start..=*end).contains(&slot))
-    })
+    (0..200_000u32)
+        .map(|i| format!("socketfleet:slot-probe:{i}"))
+        .find(|key| {
+            let slot = key_slot(key.as_bytes());
+            slot_ranges.iter().any(|(start, end)| (*start..=*end).contains(&slot))
+        })
 }
 
 /// Reads CLUSTER SLOTS and returns each primary with its slot ranges.
@@ -460,7 +489,11 @@ fn parse_primaries(value: Value) -> Vec<Primary> {
         let range = (*start as u16, *end as u16);
         match primaries.iter_mut().find(|known| known.id == id) {
             Some(known) => known.slot_ranges.push(range),
-            None => primaries.push(Primary { id, address, slot_ranges: vec![range] }),
+            None => primaries.push(Primary {
+                id,
+                address,
+                slot_ranges: vec![range],
+            }),
         }
     }
     primaries
@@ -528,7 +561,10 @@ mod tests {
         for ranges in [vec![(0, 5460)], vec![(16383, 16383)], vec![(100, 100), (9000, 9001)]] {
             let key = probe_key(&ranges).expect("a key for the ranges");
             let slot = key_slot(key.as_bytes());
-            assert!(ranges.iter().any(|(start, end)| (*start..=*end).contains(&slot)), "{key} in slot {slot}");
+            assert!(
+                ranges.iter().any(|(start, end)| (*start..=*end).contains(&slot)),
+                "{key} in slot {slot}"
+            );
         }
     }
 
@@ -552,7 +588,10 @@ mod tests {
         };
         assert!(matches!(to_incoming(unsubscribe), Some(Incoming::Unsubscribed { channel }) if channel == "chan"));
 
-        let gone = PushInfo { kind: PushKind::Disconnection, data: vec![] };
+        let gone = PushInfo {
+            kind: PushKind::Disconnection,
+            data: vec![],
+        };
         assert!(matches!(to_incoming(gone), Some(Incoming::Disconnected)));
 
         let confirmation = PushInfo {

@@ -11,8 +11,12 @@ use std::{
 
 use super::channel::ChannelKind;
 
-const KINDS: [ChannelKind; 4] =
-    [ChannelKind::Room, ChannelKind::Namespace, ChannelKind::Pod, ChannelKind::Response];
+const KINDS: [ChannelKind; 4] = [
+    ChannelKind::Room,
+    ChannelKind::Namespace,
+    ChannelKind::Pod,
+    ChannelKind::Response,
+];
 
 /// How long readiness stays false after the incoming queue overflowed.
 pub const QUEUE_FULL_HOLD: Duration = Duration::from_secs(30);
@@ -139,7 +143,10 @@ impl Metrics {
     /// Returns (messages, bytes) received on channels of `kind`.
     pub fn received(&self, kind: ChannelKind) -> (u64, u64) {
         let entry = &self.per_kind[kind_index(kind)];
-        (entry.received.load(Ordering::Relaxed), entry.received_bytes.load(Ordering::Relaxed))
+        (
+            entry.received.load(Ordering::Relaxed),
+            entry.received_bytes.load(Ordering::Relaxed),
+        )
     }
 
     /// Counts a dropped message.
@@ -176,7 +183,10 @@ impl Metrics {
     /// Returns whether this pod found a subscription lost within `window`, a sign that the
     /// cluster's topology changed and other pods may still be subscribing again.
     pub fn lost_within(&self, window: Duration) -> bool {
-        self.last_loss.lock().unwrap_or_else(|e| e.into_inner()).is_some_and(|at| at.elapsed() < window)
+        self.last_loss
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|at| at.elapsed() < window)
     }
 
     /// Counts a publish that reached fewer subscribers than the previous one on its channel while
@@ -236,7 +246,11 @@ impl Metrics {
 
     /// Counts a repair made by the periodic sweep.
     pub fn record_sweep(&self, subscribed: bool) {
-        let counter = if subscribed { &self.sweep_subscribed } else { &self.sweep_unsubscribed };
+        let counter = if subscribed {
+            &self.sweep_subscribed
+        } else {
+            &self.sweep_unsubscribed
+        };
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -291,7 +305,12 @@ impl Metrics {
         let per_kind = |read: fn(&PerKind) -> u64| -> Vec<(String, u64)> {
             KINDS
                 .iter()
-                .map(|kind| (format!("{{channel=\"{}\"}}", kind.label()), read(&self.per_kind[kind_index(*kind)])))
+                .map(|kind| {
+                    (
+                        format!("{{channel=\"{}\"}}", kind.label()),
+                        read(&self.per_kind[kind_index(*kind)]),
+                    )
+                })
                 .collect()
         };
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -420,8 +439,14 @@ mod tests {
         let metrics = Metrics::default();
         let mut out = String::new();
         metrics.render(&mut out);
-        assert!(out.contains("socketfleet_adapter_dropped_total{reason=\"queue_full\"} 0"), "{out}");
-        assert!(out.contains("socketfleet_adapter_dropped_total{reason=\"decode_failed\"} 0"), "{out}");
+        assert!(
+            out.contains("socketfleet_adapter_dropped_total{reason=\"queue_full\"} 0"),
+            "{out}"
+        );
+        assert!(
+            out.contains("socketfleet_adapter_dropped_total{reason=\"decode_failed\"} 0"),
+            "{out}"
+        );
         assert!(out.contains("redis_pubsub_channels 0"), "{out}");
     }
 
@@ -434,7 +459,10 @@ mod tests {
         let mut out = String::new();
         metrics.render(&mut out);
         assert!(out.contains("socketfleet_adapter_publish_retries_total 2"), "{out}");
-        assert!(out.contains("socketfleet_adapter_undelivered_publishes_total 1"), "{out}");
+        assert!(
+            out.contains("socketfleet_adapter_undelivered_publishes_total 1"),
+            "{out}"
+        );
         assert_eq!(metrics.undelivered_publishes_total(), 1);
     }
 
@@ -454,7 +482,10 @@ mod tests {
         metrics.record_resubscribed();
         assert!(metrics.unhealthy_reason().unwrap().contains("not verified"));
         metrics.record_verified(generation);
-        assert!(metrics.unhealthy_reason().is_some(), "a check that started before does not count");
+        assert!(
+            metrics.unhealthy_reason().is_some(),
+            "a check that started before does not count"
+        );
         metrics.record_verified(metrics.resubscribed_generation());
         assert_eq!(metrics.unhealthy_reason(), None);
     }

@@ -156,19 +156,34 @@ struct Shared {
 
 impl Shared {
     fn register(&self, namespace: &str, handler: Weak<dyn NamespaceHandler>) {
-        self.namespaces.write().unwrap_or_else(|e| e.into_inner()).insert(namespace.to_owned(), handler);
+        self.namespaces
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(namespace.to_owned(), handler);
     }
 
     fn unregister(&self, namespace: &str) {
-        self.namespaces.write().unwrap_or_else(|e| e.into_inner()).remove(namespace);
+        self.namespaces
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(namespace);
     }
 
     fn handler(&self, namespace: &str) -> Option<Arc<dyn NamespaceHandler>> {
-        self.namespaces.read().unwrap_or_else(|e| e.into_inner()).get(namespace).and_then(Weak::upgrade)
+        self.namespaces
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(namespace)
+            .and_then(Weak::upgrade)
     }
 
     fn handlers(&self) -> Vec<Arc<dyn NamespaceHandler>> {
-        self.namespaces.read().unwrap_or_else(|e| e.into_inner()).values().filter_map(Weak::upgrade).collect()
+        self.namespaces
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect()
     }
 }
 
@@ -216,7 +231,10 @@ impl RedisAdapterState {
 
     /// Other pods serving namespace `path` that were heard from within three heartbeat intervals.
     pub fn peers(&self, path: &str) -> Vec<socketioxide_core::Uid> {
-        self.shared.handler(&channel::escape(path)).map(|handler| handler.peers()).unwrap_or_default()
+        self.shared
+            .handler(&channel::escape(path))
+            .map(|handler| handler.peers())
+            .unwrap_or_default()
     }
 
     /// Runs the room sweep of every namespace now (it also runs every heartbeat interval).
@@ -242,7 +260,9 @@ impl crate::status::AdapterStatus for RedisAdapterState {
 }
 
 impl crate::server::GatewayAdapter for RedisAdapter<socketioxide::adapter::Emitter> {
-    fn namespace_ready(init: InitFuture) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>> {
+    fn namespace_ready(
+        init: InitFuture,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>> {
         Box::pin(async move { init.await.map_err(|err| err.to_string()) })
     }
 }
@@ -331,7 +351,9 @@ async fn check_subscriptions(shared: &Shared) {
                 .iter()
                 .filter(|c| {
                     let slot = key_slot(c.as_bytes());
-                    node.slot_ranges.iter().any(|(start, end)| (*start..=*end).contains(&slot))
+                    node.slot_ranges
+                        .iter()
+                        .any(|(start, end)| (*start..=*end).contains(&slot))
                 })
                 .map(|c| (*c).clone())
                 .collect(),

@@ -209,7 +209,11 @@ impl Subscriptions {
             return;
         }
         self.metrics.record_lost(reason, queued.len());
-        tracing::warn!(count = queued.len(), ?reason, "redis subscriptions lost, subscribing again");
+        tracing::warn!(
+            count = queued.len(),
+            ?reason,
+            "redis subscriptions lost, subscribing again"
+        );
         for channel in queued {
             let _ = self.retry_tx.send(channel);
         }
@@ -232,7 +236,11 @@ impl Subscriptions {
 
     /// Returns every wanted channel whose name starts with `prefix`.
     pub fn wanted_with_prefix(&self, prefix: &str) -> Vec<String> {
-        self.channels().keys().filter(|c| c.starts_with(prefix)).cloned().collect()
+        self.channels()
+            .keys()
+            .filter(|c| c.starts_with(prefix))
+            .cloned()
+            .collect()
     }
 
     async fn resubscribe(&self, channel: &str) -> RedisResult<bool> {
@@ -258,8 +266,12 @@ impl Subscriptions {
 async fn resubscribe_loop(subscriptions: Weak<Subscriptions>, mut retry_rx: mpsc::UnboundedReceiver<String>) {
     let permits = Arc::new(Semaphore::new(RESUBSCRIBE_CONCURRENCY));
     while let Some(channel) = retry_rx.recv().await {
-        let Ok(permit) = permits.clone().acquire_owned().await else { return };
-        let Some(subscriptions) = subscriptions.upgrade() else { return };
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(subscriptions) = subscriptions.upgrade() else {
+            return;
+        };
         tokio::spawn(async move {
             let _permit = permit;
             match subscriptions.resubscribe(&channel).await {

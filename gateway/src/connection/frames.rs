@@ -118,7 +118,10 @@ impl FrameInspector {
                 _ => continue,
             }
             if self.message_len > self.max_message_len {
-                return Inspection::TooLarge { header_at, message_len: self.message_len };
+                return Inspection::TooLarge {
+                    header_at,
+                    message_len: self.message_len,
+                };
             }
             if let Some(Err(reason)) = packet_check {
                 return Inspection::InvalidPacket { header_at, reason };
@@ -126,9 +129,13 @@ impl FrameInspector {
         }
 
         if self.header_len > 0 {
-            Inspection::Pass { partial_header_at: header_at }
+            Inspection::Pass {
+                partial_header_at: header_at,
+            }
         } else {
-            Inspection::Pass { partial_header_at: bytes.len() }
+            Inspection::Pass {
+                partial_header_at: bytes.len(),
+            }
         }
     }
 }
@@ -251,7 +258,12 @@ mod tests {
     fn passes_message_of_exactly_the_cap() {
         let mut inspector = FrameInspector::new(1000);
         let bytes = frame(true, OPCODE_TEXT, 1000);
-        assert_eq!(inspector.inspect(&bytes), Inspection::Pass { partial_header_at: bytes.len() });
+        assert_eq!(
+            inspector.inspect(&bytes),
+            Inspection::Pass {
+                partial_header_at: bytes.len()
+            }
+        );
         assert!(inspector.at_frame_boundary());
     }
 
@@ -263,7 +275,10 @@ mod tests {
         bytes.extend(frame(true, OPCODE_BINARY, 1024));
         assert_eq!(
             inspector.inspect(&bytes),
-            Inspection::TooLarge { header_at: second_at, message_len: 1024 }
+            Inspection::TooLarge {
+                header_at: second_at,
+                message_len: 1024
+            }
         );
     }
 
@@ -271,11 +286,19 @@ mod tests {
     fn rejects_continuation_frames_once_their_sum_exceeds_the_cap() {
         let mut inspector = FrameInspector::new(100_000);
         let first = frame(false, OPCODE_TEXT, 65_536);
-        assert_eq!(inspector.inspect(&first), Inspection::Pass { partial_header_at: first.len() });
+        assert_eq!(
+            inspector.inspect(&first),
+            Inspection::Pass {
+                partial_header_at: first.len()
+            }
+        );
         let second = frame(true, OPCODE_CONTINUATION, 65_536);
         assert_eq!(
             inspector.inspect(&second),
-            Inspection::TooLarge { header_at: 0, message_len: 131_072 }
+            Inspection::TooLarge {
+                header_at: 0,
+                message_len: 131_072
+            }
         );
     }
 
@@ -285,7 +308,12 @@ mod tests {
         let mut bytes = frame(false, OPCODE_TEXT, 60);
         bytes.extend(frame(true, 0x9, 100));
         bytes.extend(frame(true, OPCODE_CONTINUATION, 40));
-        assert_eq!(inspector.inspect(&bytes), Inspection::Pass { partial_header_at: bytes.len() });
+        assert_eq!(
+            inspector.inspect(&bytes),
+            Inspection::Pass {
+                partial_header_at: bytes.len()
+            }
+        );
     }
 
     #[test]
@@ -294,12 +322,22 @@ mod tests {
         let mut bytes = frame(true, OPCODE_TEXT, 5);
         let header_at = bytes.len();
         bytes.extend_from_slice(&[0x81, 0x80 | 126, 0x01]);
-        assert_eq!(inspector.inspect(&bytes), Inspection::Pass { partial_header_at: header_at });
+        assert_eq!(
+            inspector.inspect(&bytes),
+            Inspection::Pass {
+                partial_header_at: header_at
+            }
+        );
 
         // The caller hands the partial header back with the bytes that follow.
         inspector.forget_partial_header();
         let rest = frame(true, OPCODE_TEXT, 300);
-        assert_eq!(inspector.inspect(&rest), Inspection::Pass { partial_header_at: rest.len() });
+        assert_eq!(
+            inspector.inspect(&rest),
+            Inspection::Pass {
+                partial_header_at: rest.len()
+            }
+        );
     }
 
     #[test]
@@ -307,9 +345,19 @@ mod tests {
         let mut inspector = FrameInspector::new(1000);
         let bytes = frame(true, OPCODE_BINARY, 900);
         let (head, tail) = bytes.split_at(300);
-        assert_eq!(inspector.inspect(head), Inspection::Pass { partial_header_at: head.len() });
+        assert_eq!(
+            inspector.inspect(head),
+            Inspection::Pass {
+                partial_header_at: head.len()
+            }
+        );
         assert!(!inspector.at_frame_boundary());
-        assert_eq!(inspector.inspect(tail), Inspection::Pass { partial_header_at: tail.len() });
+        assert_eq!(
+            inspector.inspect(tail),
+            Inspection::Pass {
+                partial_header_at: tail.len()
+            }
+        );
         assert!(inspector.at_frame_boundary());
     }
 
@@ -327,7 +375,10 @@ mod tests {
         bytes.extend(text_frame(br#"4218446744073709551615["join",{"room":"x"}]"#));
         assert_eq!(
             inspector.inspect(&bytes),
-            Inspection::InvalidPacket { header_at: second_at, reason: "ack id does not fit in 64 bits" }
+            Inspection::InvalidPacket {
+                header_at: second_at,
+                reason: "ack id does not fit in 64 bits"
+            }
         );
     }
 
@@ -342,7 +393,12 @@ mod tests {
             b"40",
         ];
         for packet in valid {
-            assert_eq!(check_packet_prefix(packet), Ok(()), "{}", String::from_utf8_lossy(packet));
+            assert_eq!(
+                check_packet_prefix(packet),
+                Ok(()),
+                "{}",
+                String::from_utf8_lossy(packet)
+            );
         }
         let invalid: &[&[u8]] = &[
             br#"429223372036854775808["e"]"#,
@@ -352,7 +408,11 @@ mod tests {
             b"42999999999999999999999",
         ];
         for packet in invalid {
-            assert!(check_packet_prefix(packet).is_err(), "{}", String::from_utf8_lossy(packet));
+            assert!(
+                check_packet_prefix(packet).is_err(),
+                "{}",
+                String::from_utf8_lossy(packet)
+            );
         }
     }
 
@@ -365,7 +425,10 @@ mod tests {
         inspector.forget_partial_header();
         let mut whole = head.to_vec();
         whole.extend_from_slice(tail);
-        assert!(matches!(inspector.inspect(&whole), Inspection::InvalidPacket { header_at: 0, .. }));
+        assert!(matches!(
+            inspector.inspect(&whole),
+            Inspection::InvalidPacket { header_at: 0, .. }
+        ));
     }
 
     #[test]

@@ -123,7 +123,10 @@ impl Connections {
             close_request: AtomicU8::new(CLOSE_NONE),
             waker: AtomicWaker::new(),
         });
-        self.handles.lock().expect("connection registry lock").insert(id, shared.clone());
+        self.handles
+            .lock()
+            .expect("connection registry lock")
+            .insert(id, shared.clone());
         let open = self.open.fetch_add(1, Ordering::SeqCst) + 1;
         self.update_capacity(open);
         (id, shared)
@@ -165,7 +168,11 @@ pub async fn admit(connections: Arc<Connections>, request: Request, next: Next) 
         && let Some(reason) = connections.admission()
     {
         connections.metrics.count_rejected(reason);
-        tracing::debug!(reason = reason.as_str(), open = connections.open(), "rejected new connection");
+        tracing::debug!(
+            reason = reason.as_str(),
+            open = connections.open(),
+            "rejected new connection"
+        );
         return rejection_response(reason);
     }
     next.run(request).await
@@ -407,7 +414,11 @@ impl AsyncRead for TrackedStream {
             scratch[..carried].copy_from_slice(&this.carry[..carried]);
             // Read no more than the caller can take, so bytes rarely wait in `passed`, but enough
             // to complete a held-back header when the caller's buffer is tiny.
-            let want = buf.remaining().saturating_sub(carried).max(frames::MAX_HEADER_LEN).min(SCRATCH_LEN - carried);
+            let want = buf
+                .remaining()
+                .saturating_sub(carried)
+                .max(frames::MAX_HEADER_LEN)
+                .min(SCRATCH_LEN - carried);
             let mut read_buf = ReadBuf::new(&mut scratch[carried..carried + want]);
             let stream = this.stream.as_mut().expect("the stream is only taken on drop");
             match Pin::new(stream).poll_read(cx, &mut read_buf) {
@@ -442,7 +453,11 @@ impl AsyncRead for TrackedStream {
                     // Only part of a header has arrived; read again for the rest.
                 }
                 Inspection::TooLarge { header_at, message_len } => {
-                    tracing::debug!(message_len, max = this.connections.max_message_len, "websocket message over the payload cap");
+                    tracing::debug!(
+                        message_len,
+                        max = this.connections.max_message_len,
+                        "websocket message over the payload cap"
+                    );
                     this.connections.metrics.count_rejected(RejectReason::PayloadTooLarge);
                     this.passed.extend_from_slice(&new_bytes[..header_at]);
                     this.end_with_close(CLOSE_MESSAGE_TOO_BIG, "payload too large");

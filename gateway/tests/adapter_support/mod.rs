@@ -12,12 +12,12 @@ use std::{
 
 use serde::Deserialize;
 use serde_json::{Value, json};
+use socketfleet_gateway::adapter::{AdapterConfig, ConnectOptions, RedisAdapter, RedisAdapterState, Topology};
 use socketioxide::{
     SocketIo,
     adapter::Emitter,
     extract::{AckSender, Data, SocketRef},
 };
-use socketfleet_gateway::adapter::{AdapterConfig, ConnectOptions, RedisAdapter, RedisAdapterState, Topology};
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
     process::{Child, ChildStdin, ChildStdout, Command},
@@ -49,7 +49,10 @@ impl Cluster {
         for attempt in 0..5u16 {
             let base = port + attempt * 500;
             let ports = (0..6).flat_map(|i| [base + i, base + i + 10_000]);
-            if !ports.into_iter().all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            if !ports
+                .into_iter()
+                .all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
+            {
                 continue;
             }
             let dir = std::env::temp_dir().join(format!("socketfleet-adapter-test-{base}"));
@@ -73,7 +76,12 @@ impl Cluster {
     }
 
     pub fn options(&self) -> ConnectOptions {
-        ConnectOptions { urls: self.urls(), topology: Topology::Cluster, username: None, password: None }
+        ConnectOptions {
+            urls: self.urls(),
+            topology: Topology::Cluster,
+            username: None,
+            password: None,
+        }
     }
 
     /// Runs redis-cli against one node and returns its output.
@@ -88,7 +96,10 @@ impl Cluster {
 
     /// Runs redis-cli against the first node that replies (a killed node prints nothing).
     pub fn cli_any(&self, args: &[&str]) -> String {
-        (0..6).map(|i| self.cli(self.port + i, args)).find(|out| !out.trim().is_empty()).unwrap_or_default()
+        (0..6)
+            .map(|i| self.cli(self.port + i, args))
+            .find(|out| !out.trim().is_empty())
+            .unwrap_or_default()
     }
 
     /// Ports of the current masters that are not marked failed.
@@ -143,12 +154,23 @@ pub struct Standalone {
 impl Standalone {
     pub fn start(port: u16) -> Self {
         let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .spawn()
             .expect("start redis-server");
         for _ in 0..100 {
-            let pong = std::process::Command::new("redis-cli").args(["-p", &port.to_string(), "ping"]).output();
+            let pong = std::process::Command::new("redis-cli")
+                .args(["-p", &port.to_string(), "ping"])
+                .output();
             if pong.is_ok_and(|o| o.stdout.starts_with(b"PONG")) {
                 return Self { port, child };
             }
@@ -199,32 +221,45 @@ struct PublishBody {
 }
 
 async fn on_connect(socket: SocketRef<Adapter>) {
-    socket.on("join", async |socket: SocketRef<Adapter>, Data(body): Data<RoomBody>, ack: AckSender<Adapter>| {
-        let reply = match socket.local().join(body.room).await {
-            Ok(()) => json!({"ok": true}),
-            Err(err) => json!({"error": err.to_string()}),
-        };
-        let _ = ack.send(&reply);
-    });
-    socket.on("leave", async |socket: SocketRef<Adapter>, Data(body): Data<RoomBody>, ack: AckSender<Adapter>| {
-        let reply = match socket.local().leave(body.room).await {
-            Ok(()) => json!({"ok": true}),
-            Err(err) => json!({"error": err.to_string()}),
-        };
-        let _ = ack.send(&reply);
-    });
-    socket.on("publish", async |socket: SocketRef<Adapter>, Data(body): Data<PublishBody>, ack: AckSender<Adapter>| {
-        let reply = match socket.within(body.room).emit(&body.event, &body.data).await {
-            Ok(()) => json!({"ok": true}),
-            Err(err) => json!({"error": err.to_string()}),
-        };
-        let _ = ack.send(&reply);
-    });
+    socket.on(
+        "join",
+        async |socket: SocketRef<Adapter>, Data(body): Data<RoomBody>, ack: AckSender<Adapter>| {
+            let reply = match socket.local().join(body.room).await {
+                Ok(()) => json!({"ok": true}),
+                Err(err) => json!({"error": err.to_string()}),
+            };
+            let _ = ack.send(&reply);
+        },
+    );
+    socket.on(
+        "leave",
+        async |socket: SocketRef<Adapter>, Data(body): Data<RoomBody>, ack: AckSender<Adapter>| {
+            let reply = match socket.local().leave(body.room).await {
+                Ok(()) => json!({"ok": true}),
+                Err(err) => json!({"error": err.to_string()}),
+            };
+            let _ = ack.send(&reply);
+        },
+    );
+    socket.on(
+        "publish",
+        async |socket: SocketRef<Adapter>, Data(body): Data<PublishBody>, ack: AckSender<Adapter>| {
+            let reply = match socket.within(body.room).emit(&body.event, &body.data).await {
+                Ok(()) => json!({"ok": true}),
+                Err(err) => json!({"error": err.to_string()}),
+            };
+            let _ = ack.send(&reply);
+        },
+    );
     socket.on(
         "broadcast_with_ack",
         async |socket: SocketRef<Adapter>, Data(body): Data<PublishBody>, ack: AckSender<Adapter>| {
             use futures::StreamExt;
-            let reply = match socket.within(body.room).emit_with_ack::<_, Value>(&body.event, &body.data).await {
+            let reply = match socket
+                .within(body.room)
+                .emit_with_ack::<_, Value>(&body.event, &body.data)
+                .await
+            {
                 Ok(stream) => {
                     let acks: Vec<Value> = stream
                         .map(|(sid, result)| json!({"sid": sid.to_string(), "ack": result.ok()}))
@@ -263,7 +298,9 @@ impl Pod {
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
-        let state = RedisAdapterState::connect(options, config).await.expect("connect the adapter to redis");
+        let state = RedisAdapterState::connect(options, config)
+            .await
+            .expect("connect the adapter to redis");
         let (layer, io) = SocketIo::builder().with_adapter::<Adapter>(state.clone()).build_layer();
         io.ns("/", on_connect).await.expect("namespace / ready");
 
@@ -307,13 +344,22 @@ impl Clients {
             .expect("start node (socket.io-client driver)");
         let stdin = child.stdin.take().unwrap();
         let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        Self { child, stdin, lines, seen: Vec::new(), tags: 0 }
+        Self {
+            child,
+            stdin,
+            lines,
+            seen: Vec::new(),
+            tags: 0,
+        }
     }
 
     async fn send(&mut self, command: Value) {
         let mut line = command.to_string();
         line.push('\n');
-        self.stdin.write_all(line.as_bytes()).await.expect("write to the client driver");
+        self.stdin
+            .write_all(line.as_bytes())
+            .await
+            .expect("write to the client driver");
     }
 
     /// Reads driver output until `matches` accepts a line, keeping the others in `seen`.
@@ -344,9 +390,12 @@ impl Clients {
     /// Connects client `name` and returns its socket id once the server sent `ready_event`
     /// (`connect` for servers that send nothing).
     pub async fn connect_on(&mut self, name: &str, url: &str, ready_event: &str) -> String {
-        self.send(json!({"cmd": "connect", "client": name, "url": url, "readyEvent": ready_event})).await;
+        self.send(json!({"cmd": "connect", "client": name, "url": url, "readyEvent": ready_event}))
+            .await;
         let connected = self
-            .wait_for(&format!("{name} to connect"), |v| v["type"] == "connected" && v["client"] == name)
+            .wait_for(&format!("{name} to connect"), |v| {
+                v["type"] == "connected" && v["client"] == name
+            })
             .await;
         connected["sid"].as_str().unwrap().to_owned()
     }
@@ -354,7 +403,8 @@ impl Clients {
     /// Connects `count` clients named `prefix0..` to `url`, each joining `room`; their events are
     /// counted by the driver (see [`Clients::bulk_counts`]) instead of reported one by one.
     pub async fn connect_many(&mut self, prefix: &str, count: usize, url: &str, room: &str) {
-        self.send(json!({"cmd": "connect_many", "prefix": prefix, "count": count, "url": url, "room": room})).await;
+        self.send(json!({"cmd": "connect_many", "prefix": prefix, "count": count, "url": url, "room": room}))
+            .await;
         self.wait_for(&format!("{count} clients {prefix}* to connect and join {room}"), |v| {
             v["type"] == "connected_many" && v["prefix"] == prefix
         })
@@ -374,7 +424,9 @@ impl Clients {
         self.send(json!({"cmd": "emit", "client": name, "event": event, "data": data, "ack": true, "tag": tag}))
             .await;
         let ack = self
-            .wait_for(&format!("ack of {event} from {name}"), |v| v["type"] == "ack" && v["tag"] == tag.as_str())
+            .wait_for(&format!("ack of {event} from {name}"), |v| {
+                v["type"] == "ack" && v["tag"] == tag.as_str()
+            })
             .await;
         assert!(ack["error"].is_null(), "{event} from {name} failed: {ack}");
         ack["data"].clone()
@@ -393,7 +445,10 @@ impl Clients {
 
     pub async fn close(&mut self, name: &str) {
         self.send(json!({"cmd": "close", "client": name})).await;
-        self.wait_for(&format!("{name} to close"), |v| v["type"] == "closed" && v["client"] == name).await;
+        self.wait_for(&format!("{name} to close"), |v| {
+            v["type"] == "closed" && v["client"] == name
+        })
+        .await;
     }
 
     /// Waits until client `name` received `event`, and returns its data.
@@ -410,7 +465,8 @@ impl Clients {
     pub async fn count_events(&mut self, event: &str, period: Duration) -> HashMap<String, usize> {
         let deadline = tokio::time::Instant::now() + period;
         while let Ok(Ok(Some(line))) = tokio::time::timeout_at(deadline, self.lines.next_line()).await {
-            self.seen.push(serde_json::from_str(&line).expect("driver output is JSON"));
+            self.seen
+                .push(serde_json::from_str(&line).expect("driver output is JSON"));
         }
         let mut counts = HashMap::new();
         self.seen.retain(|v| {
@@ -430,7 +486,8 @@ impl Clients {
     pub async fn count_numbered(&mut self, event: &str, period: Duration) -> Vec<u64> {
         let deadline = tokio::time::Instant::now() + period;
         while let Ok(Ok(Some(line))) = tokio::time::timeout_at(deadline, self.lines.next_line()).await {
-            self.seen.push(serde_json::from_str(&line).expect("driver output is JSON"));
+            self.seen
+                .push(serde_json::from_str(&line).expect("driver output is JSON"));
         }
         let mut numbers = Vec::new();
         self.seen.retain(|v| {

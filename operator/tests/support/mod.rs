@@ -74,14 +74,27 @@ impl FakeApi {
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let query = request.uri().query().unwrap_or_default().to_owned();
-        let bytes = request.into_body().collect().await.map(|body| body.to_bytes()).unwrap_or_default();
+        let bytes = request
+            .into_body()
+            .collect()
+            .await
+            .map(|body| body.to_bytes())
+            .unwrap_or_default();
         let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        self.requests.lock().unwrap().push(Recorded { method: method.clone(), path: path.clone(), query, body: body.clone() });
+        self.requests.lock().unwrap().push(Recorded {
+            method: method.clone(),
+            path: path.clone(),
+            query,
+            body: body.clone(),
+        });
 
         match method {
             Method::GET if path.ends_with("/pods") => {
                 let items = self.pods.lock().unwrap().clone();
-                respond(StatusCode::OK, json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items}))
+                respond(
+                    StatusCode::OK,
+                    json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items}),
+                )
             }
             Method::GET => match self.objects.lock().unwrap().get(&path) {
                 Some(object) => respond(StatusCode::OK, object.clone()),
@@ -104,11 +117,19 @@ impl FakeApi {
                 respond(StatusCode::OK, object)
             }
             Method::POST => {
-                self.objects.lock().unwrap().insert(format!("{path}/{}", body["metadata"]["name"].as_str().unwrap_or_default()), body.clone());
+                self.objects.lock().unwrap().insert(
+                    format!("{path}/{}", body["metadata"]["name"].as_str().unwrap_or_default()),
+                    body.clone(),
+                );
                 respond(StatusCode::CREATED, body)
             }
             Method::PUT => {
-                let stored_version = self.objects.lock().unwrap().get(&path).map(|o| o["metadata"]["resourceVersion"].clone());
+                let stored_version = self
+                    .objects
+                    .lock()
+                    .unwrap()
+                    .get(&path)
+                    .map(|o| o["metadata"]["resourceVersion"].clone());
                 let stale = stored_version.is_some_and(|version| version != body["metadata"]["resourceVersion"]);
                 if stale || self.conflict_on_put.load(std::sync::atomic::Ordering::Relaxed) {
                     return respond(
@@ -119,7 +140,10 @@ impl FakeApi {
                 self.objects.lock().unwrap().insert(path.clone(), body.clone());
                 respond(StatusCode::OK, body)
             }
-            Method::DELETE => respond(StatusCode::OK, json!({"apiVersion": "v1", "kind": "Status", "status": "Success"})),
+            Method::DELETE => respond(
+                StatusCode::OK,
+                json!({"apiVersion": "v1", "kind": "Status", "status": "Success"}),
+            ),
             _ => not_found(),
         }
     }
@@ -142,7 +166,10 @@ fn not_found() -> Response<Body> {
 
 /// Runs one reconcile of `rtns` against `api`, which first learns the object so that status
 /// patches can return it whole.
-pub async fn reconcile_on(api: &FakeApi, rtns: &RealtimeNamespace) -> Result<kube::runtime::controller::Action, socketfleet_operator::controller::Error> {
+pub async fn reconcile_on(
+    api: &FakeApi,
+    rtns: &RealtimeNamespace,
+) -> Result<kube::runtime::controller::Action, socketfleet_operator::controller::Error> {
     let path = format!(
         "/apis/socketfleet.io/v1alpha1/namespaces/{}/realtimenamespaces/{}",
         rtns.metadata.namespace.as_deref().unwrap(),
@@ -155,12 +182,20 @@ pub async fn reconcile_on(api: &FakeApi, rtns: &RealtimeNamespace) -> Result<kub
 /// Builds a context whose Redis check always succeeds, so no Redis server is needed.
 pub fn context(api: &FakeApi) -> Arc<Context> {
     let client = api.client();
-    let recorder = Recorder::new(client.clone(), Reporter { controller: "socketfleet-operator".into(), instance: Some("test".into()) });
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "socketfleet-operator".into(),
+            instance: Some("test".into()),
+        },
+    );
     let checker: RedisChecker =
         Arc::new(|_target| Box::pin(async { RedisCheck::Reachable { message: "PONG".into() } }));
     Arc::new(Context::new(
         client,
-        BuildSettings { gateway_image: "ghcr.io/socketfleet/gateway:0.1.0".into() },
+        BuildSettings {
+            gateway_image: "ghcr.io/socketfleet/gateway:0.1.0".into(),
+        },
         recorder,
         Arc::new(Metrics::default()),
         Duration::from_secs(30),
