@@ -6,7 +6,7 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/socketfleet/target
 CARGO ?= cargo
 
-.PHONY: up down test deps build test-unit test-js test-chart test-e2e bench crds
+.PHONY: up down test deps build lint test-unit test-js test-chart test-e2e bench crds
 
 ## up: bring the main job up for a person to try: a local Kubernetes cluster built from Go modules
 ## (etcd, kube-apiserver, controller manager, scheduler), a Redis Cluster, the node agent that runs
@@ -20,7 +20,7 @@ down:
 	bash e2e/scripts/cluster.sh down
 
 ## test: everything CI runs.
-test: deps test-unit test-js test-chart test-e2e
+test: deps lint test-unit test-js test-chart test-e2e
 
 ## deps: install the system packages and npm modules the tests need (idempotent).
 deps:
@@ -29,6 +29,11 @@ deps:
 ## build: release binaries of the gateway and the operator.
 build:
 	$(CARGO) build --release -p socketfleet-gateway -p socketfleet-operator
+
+## lint: formatting and clippy, warnings as errors.
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## test-unit: unit and integration tests of every crate except the slow e2e crate.
 test-unit:

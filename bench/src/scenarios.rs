@@ -527,7 +527,7 @@ pub fn pubsub_sharding(
 
     // Socket i goes to pod i mod pods and joins room i mod rooms. Because rooms is a multiple of
     // pods, every member of room k is on pod k mod pods.
-    if settings.sharding_rooms % settings.sharding_pods != 0 {
+    if !settings.sharding_rooms.is_multiple_of(settings.sharding_pods) {
         bail!(
             "sharding rooms ({}) must be a multiple of pods ({})",
             settings.sharding_rooms,

@@ -4,6 +4,7 @@
 //!   master's slots are back on the new master, one SSUBSCRIBE each.
 //! - Losses during the window are visible: failed publishes return errors to the caller, lost
 //!   subscriptions are counted, and readiness is false until they are back.
+//!
 //! The test prints the events lost in the window and the time to recover.
 
 #[path = "adapter_support/mod.rs"]

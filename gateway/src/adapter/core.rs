@@ -227,7 +227,6 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
             RequestOut::new(self.uid, RequestTypeOut::BroadcastWithAck(&packet), &opts).with_ack_timeout(timeout);
         let (guard, rx) = PendingGuard::register(&self.pending, request.id);
         let expected = self.publish_request(&target, &opts, &request).await?;
-        drop(request);
 
         let local_opts = if target.includes_local() { opts } else { nobody() };
         let (local_stream, _count) = self.local.broadcast_with_ack(packet, local_opts, timeout);
@@ -284,7 +283,6 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
         let request = RequestOut::new(self.uid, RequestTypeOut::AllRooms, &opts);
         let (_guard, rx) = PendingGuard::register(&self.pending, request.id);
         let expected = self.publish_request(&target, &opts, &request).await?;
-        drop(request);
 
         let mut rooms = if target.includes_local() {
             self.local.rooms(opts)
@@ -317,7 +315,6 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
         let request = RequestOut::new(self.uid, RequestTypeOut::FetchSockets, &opts);
         let (_guard, rx) = PendingGuard::register(&self.pending, request.id);
         let expected = self.publish_request(&target, &opts, &request).await?;
-        drop(request);
 
         let mut sockets = if target.includes_local() {
             self.local.fetch_sockets(opts)

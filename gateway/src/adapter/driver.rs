@@ -116,8 +116,9 @@ fn value_to_string(value: Value) -> Option<String> {
 pub enum Driver {
     /// Redis Cluster through redis-rs' cluster connection (one multiplexed connection per node).
     Cluster(ClusterConnection),
-    /// One server; the connection is replaced after it breaks.
-    Standalone(Standalone),
+    /// One server; the connection is replaced after it breaks. Boxed because it is the larger
+    /// variant by far, and the enum is moved while the adapter starts.
+    Standalone(Box<Standalone>),
 }
 
 /// The standalone connection and what is needed to open it again.
@@ -205,11 +206,11 @@ impl Driver {
                     .set_connection_timeout(Some(CONNECTION_TIMEOUT))
                     .set_response_timeout(Some(RESPONSE_TIMEOUT));
                 let connection = client.get_multiplexed_async_connection_with_config(&config).await?;
-                Self::Standalone(Standalone {
+                Self::Standalone(Box::new(Standalone {
                     client,
                     config,
                     connection: Mutex::new(Some(connection)),
-                })
+                }))
             }
         };
         Ok((driver, rx))

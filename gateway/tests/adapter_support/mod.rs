@@ -153,7 +153,7 @@ pub struct Standalone {
 
 impl Standalone {
     pub fn start(port: u16) -> Self {
-        let child = std::process::Command::new("redis-server")
+        let mut child = std::process::Command::new("redis-server")
             .args([
                 "--port",
                 &port.to_string(),
@@ -176,7 +176,9 @@ impl Standalone {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("redis-server on port {port} did not answer PING");
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("redis-server on port {port} did not reply to PING within 5 s");
     }
 
     pub fn options(&self) -> ConnectOptions {
