@@ -42,16 +42,16 @@ pub enum Transport {
 /// JWT signature algorithm of the auth key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum JwtAlgorithm {
-    /// HMAC with SHA-256; the key file holds the shared secret bytes.
+    /// HMAC with SHA-256; the key file contains the shared secret bytes.
     #[value(name = "HS256")]
     Hs256,
-    /// RSA PKCS#1 v1.5 with SHA-256; the key file holds a PEM public key.
+    /// RSA PKCS#1 v1.5 with SHA-256; the key file contains a PEM public key.
     #[value(name = "RS256")]
     Rs256,
-    /// ECDSA P-256 with SHA-256; the key file holds a PEM public key.
+    /// ECDSA P-256 with SHA-256; the key file contains a PEM public key.
     #[value(name = "ES256")]
     Es256,
-    /// Ed25519; the key file holds a PEM public key.
+    /// Ed25519; the key file contains a PEM public key.
     #[value(name = "EdDSA")]
     EdDsa,
 }
@@ -140,7 +140,7 @@ pub struct Config {
     #[arg(long, env = "SOCKETFLEET_REDIS_PASSWORD_FILE")]
     pub redis_password_file: Option<PathBuf>,
 
-    /// Bearer token the publish API requires. Unset (with no file): the publish API answers 403.
+    /// Bearer token the publish API requires. Unset (with no file): the publish API returns 403.
     #[arg(
         long,
         env = "SOCKETFLEET_PUBLISH_TOKEN",
@@ -157,7 +157,7 @@ pub struct Config {
     #[arg(long, env = "SOCKETFLEET_PING_INTERVAL", default_value = "25s", value_parser = parse_duration)]
     pub ping_interval: Duration,
 
-    /// Time a client has to answer a ping before it is dropped. 20s is socket.io's default.
+    /// Time a client has to reply to a ping before it is dropped. 20s is socket.io's default.
     #[arg(long, env = "SOCKETFLEET_PING_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
     pub ping_timeout: Duration,
 

@@ -21,7 +21,7 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 /// then replaces itself with the container binary and its arguments.
 ///
 /// Every source is opened before the first mount and mounted through its `/proc/self/fd` link, so a
-/// mount over a folder that holds later sources (an emptyDir at `/tmp` while the node's pod folders live
+/// mount over a folder that contains later sources (an emptyDir at `/tmp` while the node's pod folders live
 /// under `/tmp`) cannot hide them. `--no-canonicalize` keeps mount(8) from turning that link back into
 /// the path that is hidden by then.
 ///
