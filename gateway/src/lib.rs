@@ -8,6 +8,8 @@
 //! - [`http`]: HTTP/1.1 serving of both ports with a time limit on each request head.
 //! - [`connection`]: TCP connections on the socket port, the per-pod limit checked before the
 //!   websocket upgrade, the payload cap on websocket frames, and closing connections in a drain.
+//! - [`engine`]: the gateway's own engine.io and Socket.IO server: websocket framing, engine.io
+//!   packets and the strict Socket.IO packet decoder.
 //! - [`events`]: auth at connect and the `join`, `leave` and `publish` client events.
 //! - [`handshake`]: copies the handshake request out of hyper's read buffer, and the websocket read
 //!   buffer size, which together keep an idle socket's memory down.
@@ -22,6 +24,7 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod connection;
+pub mod engine;
 pub mod events;
 pub mod handshake;
 pub mod http;
