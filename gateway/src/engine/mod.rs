@@ -7,5 +7,6 @@
 // allow goes when the engine is wired in.
 #![allow(dead_code)]
 
+pub mod eio;
 pub mod outbound;
 pub mod websocket;
