@@ -9,4 +9,5 @@
 
 pub mod eio;
 pub mod outbound;
+pub mod packet;
 pub mod websocket;
