@@ -1075,6 +1075,13 @@ mod tests {
     }
 
     #[test]
+    fn rejects_deeply_nested_json() {
+        let text = format!("2[\"ev\",{}{}]", "[".repeat(10_000), "]".repeat(10_000));
+        let error = decode_error(&text);
+        assert!(matches!(error, PacketError::InvalidJson(_)), "{error:?}");
+    }
+
+    #[test]
     fn new_decoder_has_nothing_pending() {
         let decoder = decoder();
         assert!(decoder.pending.is_none());

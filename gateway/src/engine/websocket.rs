@@ -283,7 +283,7 @@ fn decode_close(payload: &[u8]) -> Result<Message, FrameError> {
     }
 }
 
-/// Whether a peer may send `code` in a close frame: the codes RFC 6455 section 7.4.1 defines for
+/// Returns whether a peer may send `code` in a close frame: the codes RFC 6455 section 7.4.1 defines for
 /// use on the wire, those later registered with IANA (1012 to 1014), and the ranges for libraries
 /// and applications (3000 to 4999).
 fn is_valid_close_code(code: u16) -> bool {
@@ -434,7 +434,7 @@ mod tests {
     }
 
     #[test]
-    fn frame_split_at_every_byte_needs_more_until_complete() {
+    fn split_frame_needs_more_input() {
         let payloads: [&[u8]; 3] = [b"hello", &[b'x'; 300], &[b'y'; 70_000]];
         for payload in payloads {
             let frame = client_frame(true, OPCODE_TEXT, payload);
@@ -455,7 +455,7 @@ mod tests {
     }
 
     #[test]
-    fn continuation_split_at_every_byte_needs_more_until_complete() {
+    fn split_continuation_needs_more_input() {
         let first = client_frame(false, OPCODE_BINARY, b"abc");
         let last = client_frame(true, OPCODE_CONTINUATION, b"def");
         let mut decoder = Decoder::new(1024);
@@ -548,7 +548,7 @@ mod tests {
     }
 
     #[test]
-    fn rejects_message_one_byte_over_the_cap_at_its_header() {
+    fn rejects_message_one_byte_over_cap() {
         let mut decoder = Decoder::new(1000);
         let frame = client_frame(true, OPCODE_TEXT, &[b'a'; 1001]);
         // The 4-byte header (with its 16-bit length) and mask key are enough to reject it.
@@ -562,7 +562,7 @@ mod tests {
     }
 
     #[test]
-    fn rejects_64_bit_length_over_the_cap_before_the_payload() {
+    fn rejects_64_bit_length_over_cap() {
         let mut decoder = Decoder::new(1 << 20);
         let mut header = vec![0x82, 0x80 | 127];
         header.extend_from_slice(&(2u64 << 20).to_be_bytes());
@@ -583,7 +583,7 @@ mod tests {
     }
 
     #[test]
-    fn fragmented_message_over_the_cap_is_rejected_at_the_continuation_header() {
+    fn rejects_fragments_over_cap() {
         let mut decoder = Decoder::new(1000);
         let first = client_frame(false, OPCODE_TEXT, &[b'a'; 600]);
         assert_eq!(decoder.decode(&first).unwrap(), (first.len(), None));
@@ -682,7 +682,7 @@ mod tests {
     }
 
     #[test]
-    fn rejects_64_bit_length_with_most_significant_bit_set() {
+    fn rejects_length_with_top_bit_set() {
         let mut decoder = Decoder::new(usize::MAX);
         let mut header = vec![0x82, 0x80 | 127];
         header.extend_from_slice(&((1u64 << 63) + 1).to_be_bytes());
