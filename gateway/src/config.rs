@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
+use rustls::RootCertStore;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use thiserror::Error;
 
 use crate::namespace;
@@ -139,6 +142,12 @@ pub struct Config {
     /// File holding the Redis password (a mounted Secret); trailing newlines are ignored.
     #[arg(long, env = "SOCKETFLEET_REDIS_PASSWORD_FILE")]
     pub redis_password_file: Option<PathBuf>,
+
+    /// PEM file of the CA certificates that sign the Redis servers' TLS certificates, for
+    /// rediss:// URLs (e.g. a mounted Secret). Only these CAs are trusted when it is set. Unset:
+    /// the webpki roots built into the gateway (Mozilla's CA list) are trusted.
+    #[arg(long, env = "SOCKETFLEET_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
 
     /// Bearer token the publish API requires. Unset (with no file): the publish API returns 403.
     #[arg(
@@ -356,6 +365,14 @@ impl Config {
                 reason,
             })?;
         }
+        if self.redis_ca_file.is_some() && !self.redis_uses_tls() {
+            return invalid(
+                "redis-ca-file",
+                "is set but --redis-url has no rediss:// URL, so no TLS connection would use it; \
+                 use rediss:// URLs or leave --redis-ca-file unset"
+                    .into(),
+            );
+        }
         if self.publish_token.as_deref() == Some("") {
             return invalid(
                 "publish-token",
@@ -442,6 +459,50 @@ impl Config {
         )
     }
 
+    /// Returns true when --redis-url names TLS endpoints (rediss://). Validation ensures every
+    /// seed then uses the same scheme.
+    pub fn redis_uses_tls(&self) -> bool {
+        self.redis_url
+            .as_deref()
+            .is_some_and(|urls| urls.trim_start().starts_with("rediss://"))
+    }
+
+    /// Reads the CA certificates of --redis-ca-file as PEM bytes, checking that every PEM block
+    /// parses and that at least one is a certificate. Returns `None` when the flag is unset.
+    pub fn redis_ca_certificates(&self) -> Result<Option<Vec<u8>>, ConfigError> {
+        let Some(path) = &self.redis_ca_file else {
+            return Ok(None);
+        };
+        let pem = std::fs::read(path).map_err(|error| ConfigError::ReadFile {
+            flag: "redis-ca-file",
+            path: path.clone(),
+            error,
+        })?;
+        let invalid = |reason: String| ConfigError::InvalidValue {
+            flag: "redis-ca-file",
+            reason: format!("{}: {reason}", path.display()),
+        };
+        // The same checks redis-rs makes when it builds the client, run here so the message can
+        // name the flag and the file.
+        let mut roots = RootCertStore::empty();
+        for (index, certificate) in CertificateDer::pem_slice_iter(&pem).enumerate() {
+            let certificate = certificate.map_err(|err| invalid(format!("is not valid PEM ({err})")))?;
+            roots.add(certificate).map_err(|err| {
+                invalid(format!(
+                    "certificate {} is not a valid X.509 certificate ({err})",
+                    index + 1
+                ))
+            })?;
+        }
+        if roots.is_empty() {
+            return Err(invalid(
+                "contains no PEM certificate (-----BEGIN CERTIFICATE-----); give the CA's certificate, not its key"
+                    .into(),
+            ));
+        }
+        Ok(Some(pem))
+    }
+
     /// Returns the number of connections below which a full pod reports ready again.
     pub fn ready_below_connections(&self) -> u32 {
         let low_water = u64::from(self.max_connections) * u64::from(self.ready_below_percent) / 100;
@@ -470,6 +531,7 @@ impl Config {
             ("redis_username", self.redis_username.clone()),
             ("redis_password", self.redis_password.clone()),
             ("redis_password_file", path(&self.redis_password_file)),
+            ("redis_ca_file", path(&self.redis_ca_file)),
             ("publish_token", self.publish_token.clone()),
             ("publish_token_file", path(&self.publish_token_file)),
             ("ping_interval", Some(format_duration(self.ping_interval))),
@@ -515,24 +577,30 @@ fn read_secret(value: Option<&str>, file: Option<&Path>, flag: &'static str) -> 
     Ok(Some(text.trim_end_matches(['\r', '\n']).to_owned()))
 }
 
-/// Checks that each comma-separated seed in --redis-url is a Redis URL. The message leaves the
-/// URL out, because it may hold a password.
+/// Checks that each comma-separated seed in --redis-url is a Redis URL, and that all seeds agree
+/// on TLS. The message leaves the URL out, because it may hold a password.
 fn check_redis_urls(urls: &str) -> Result<(), String> {
-    const EXPECTED: &str = "expected redis://host:port, e.g. redis://redis-0.redis:6379";
+    const EXPECTED: &str = "expected redis://host:port (rediss:// for TLS), e.g. redis://redis-0.redis:6379";
     let seeds: Vec<&str> = urls.split(',').map(str::trim).filter(|url| !url.is_empty()).collect();
     if seeds.is_empty() {
         return Err(format!("is empty; {EXPECTED}"));
     }
+    let mut first_scheme = None;
     for (index, seed) in seeds.iter().enumerate() {
         let position = format!("URL {} of {}", index + 1, seeds.len());
         let Some((scheme, _)) = seed.split_once("://") else {
             return Err(format!("{position} has no scheme; {EXPECTED}"));
         };
+        // One client serves every seed, and it either speaks TLS to all nodes or to none.
+        let first = *first_scheme.get_or_insert(scheme);
+        if (scheme == "rediss") != (first == "rediss") {
+            return Err(format!(
+                "{position} uses {scheme}:// but URL 1 uses {first}://; use rediss:// for every seed or for none"
+            ));
+        }
         match scheme {
-            // The redis crate here is built without TLS, so the adapter rejects rediss:// at
-            // startup with its own message; the operator renders it when spec.redis.tls is set.
-            "rediss" | "unix" | "redis+unix" => {}
-            "redis" => {
+            "unix" | "redis+unix" => {}
+            "redis" | "rediss" => {
                 if let Err(err) = redis::IntoConnectionInfo::into_connection_info(*seed) {
                     return Err(format!("{position} is not a valid Redis URL ({err}); {EXPECTED}"));
                 }
@@ -731,6 +799,83 @@ mod tests {
         }
         let config = Config::from_env_pairs(pairs(&[("SOCKETFLEET_REDIS_URL", "redis://a:7000, redis://b:7001")]));
         assert!(config.is_ok(), "{config:?}");
+    }
+
+    #[test]
+    fn redis_ca_file_round_trips_with_a_tls_url() {
+        let config = Config::from_env_pairs(pairs(&[
+            (
+                "SOCKETFLEET_REDIS_URL",
+                "rediss://redis-0.redis:6380,rediss://redis-1.redis:6380",
+            ),
+            ("SOCKETFLEET_REDIS_CA_FILE", "/etc/socketfleet/redis-ca/ca.crt"),
+        ]))
+        .unwrap();
+        assert!(config.redis_uses_tls());
+        assert_eq!(
+            config.redis_ca_file.as_deref(),
+            Some(Path::new("/etc/socketfleet/redis-ca/ca.crt"))
+        );
+        let parsed = Config::from_env_pairs(config.to_env()).unwrap();
+        assert_eq!(parsed, config);
+    }
+
+    #[test]
+    fn redis_ca_file_needs_a_tls_url() {
+        for url in [None, Some("redis://127.0.0.1:7000")] {
+            let mut list = vec![("SOCKETFLEET_REDIS_CA_FILE", "/ca.pem")];
+            list.extend(url.map(|url| ("SOCKETFLEET_REDIS_URL", url)));
+            let err = Config::from_env_pairs(pairs(&list)).unwrap_err();
+            assert!(
+                err.to_string().starts_with("invalid --redis-ca-file:"),
+                "{url:?}: {err}"
+            );
+            assert!(err.to_string().contains("rediss://"), "{url:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn rejects_seeds_that_mix_tls_and_plain() {
+        for url in ["rediss://a:6380,redis://b:6379", "redis://a:6379, rediss://b:6380"] {
+            let err = Config::from_env_pairs(pairs(&[("SOCKETFLEET_REDIS_URL", url)])).unwrap_err();
+            assert!(
+                err.to_string().starts_with("invalid --redis-url: URL 2 of 2 uses"),
+                "{url}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn redis_ca_certificates_rejects_files_without_a_certificate() {
+        let dir = std::env::temp_dir().join(format!("socketfleet-ca-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cases = [
+            ("empty.pem", "", "contains no PEM certificate"),
+            (
+                "not-der.pem",
+                "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+                "certificate 1 is not a valid X.509 certificate",
+            ),
+            (
+                "unterminated.pem",
+                "-----BEGIN CERTIFICATE-----\nAAAA\n",
+                "is not valid PEM",
+            ),
+        ];
+        for (name, contents, expected) in cases {
+            let file = dir.join(name);
+            std::fs::write(&file, contents).unwrap();
+            let config = Config::from_env_pairs(pairs(&[
+                ("SOCKETFLEET_REDIS_URL", "rediss://127.0.0.1:6380"),
+                ("SOCKETFLEET_REDIS_CA_FILE", file.to_str().unwrap()),
+            ]))
+            .unwrap();
+            let err = config.redis_ca_certificates().unwrap_err().to_string();
+            let prefix = format!("invalid --redis-ca-file: {}: ", file.display());
+            assert!(err.starts_with(&prefix), "{name}: {err}");
+            assert!(err.contains(expected), "{name}: {err}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -14,7 +14,8 @@ use redis::cluster_async::ClusterConnection;
 use redis::{IntoConnectionInfo, RedisResult, Value};
 use thiserror::Error;
 
-use crate::config::{Config, RedisMode};
+use crate::adapter::{ConnectError, Topology, connect_error, tls_certificates};
+use crate::config::{Config, ConfigError, RedisMode};
 
 /// Drops expired members, then adds the socket if the user is below the limit. Uses the Redis
 /// server clock so pods with skewed clocks agree on expiry.
@@ -49,8 +50,10 @@ return #ARGV - 1
 pub enum UserLimitError {
     #[error("invalid --redis-url: {0}")]
     InvalidUrl(redis::RedisError),
-    #[error("failed to connect to Redis: {0}")]
-    Connect(redis::RedisError),
+    #[error(transparent)]
+    Connect(ConnectError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error("Redis command failed: {0}")]
     Command(redis::RedisError),
 }
@@ -77,21 +80,36 @@ impl UserLimiter {
             return Ok(None);
         };
         let password = config.redis_password().ok().flatten();
-        let seeds: Vec<&str> = url.split(',').map(str::trim).filter(|seed| !seed.is_empty()).collect();
+        let seeds: Vec<String> = url
+            .split(',')
+            .map(str::trim)
+            .filter(|seed| !seed.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let tls = tls_certificates(config.redis_ca_certificates()?.as_deref());
         let connection = match config.redis_mode {
             RedisMode::Cluster => {
-                let mut builder = redis::cluster::ClusterClient::builder(seeds);
+                let mut builder = redis::cluster::ClusterClient::builder(seeds.clone());
                 if let Some(password) = &password {
                     builder = builder.password(password.clone());
                 }
                 if let Some(username) = &config.redis_username {
                     builder = builder.username(username.clone());
                 }
+                if let Some(certificates) = tls.clone() {
+                    builder = builder.certs(certificates);
+                }
                 let client = builder.build().map_err(UserLimitError::InvalidUrl)?;
-                Connection::Cluster(client.get_async_connection().await.map_err(UserLimitError::Connect)?)
+                match client.get_async_connection().await {
+                    Ok(connection) => Connection::Cluster(connection),
+                    Err(err) => {
+                        let err = connect_error(err, Topology::Cluster, &seeds, tls.as_ref()).await;
+                        return Err(UserLimitError::Connect(err));
+                    }
+                }
             }
             RedisMode::Standalone => {
-                let first = seeds.first().copied().unwrap_or_default();
+                let first = seeds.first().map(String::as_str).unwrap_or_default();
                 let info = first.into_connection_info().map_err(UserLimitError::InvalidUrl)?;
                 let mut settings = info.redis_settings().clone();
                 if let Some(password) = &password {
@@ -100,9 +118,19 @@ impl UserLimiter {
                 if let Some(username) = &config.redis_username {
                     settings = settings.set_username(username);
                 }
-                let client =
-                    redis::Client::open(info.set_redis_settings(settings)).map_err(UserLimitError::InvalidUrl)?;
-                Connection::Standalone(client.get_connection_manager().await.map_err(UserLimitError::Connect)?)
+                let info = info.set_redis_settings(settings);
+                let client = match tls.clone() {
+                    Some(certificates) => redis::Client::build_with_tls(info, certificates),
+                    None => redis::Client::open(info),
+                }
+                .map_err(UserLimitError::InvalidUrl)?;
+                match client.get_connection_manager().await {
+                    Ok(connection) => Connection::Standalone(connection),
+                    Err(err) => {
+                        let err = connect_error(err, Topology::Standalone, &seeds, tls.as_ref()).await;
+                        return Err(UserLimitError::Connect(err));
+                    }
+                }
             }
         };
 

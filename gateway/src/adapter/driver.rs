@@ -4,7 +4,7 @@
 use std::{sync::Arc, time::Duration};
 
 use redis::{
-    AsyncConnectionConfig, Client, ProtocolVersion, PushInfo, PushKind, RedisResult, Value,
+    AsyncConnectionConfig, Client, ProtocolVersion, PushInfo, PushKind, RedisResult, TlsCertificates, Value,
     aio::{AsyncPushSender, MultiplexedConnection, SendError},
     cluster::ClusterClientBuilder,
     cluster_async::ClusterConnection,
@@ -34,6 +34,33 @@ pub struct ConnectOptions {
     pub username: Option<String>,
     /// Password, if not given in the URL.
     pub password: Option<String>,
+    /// PEM CA certificates trusted for `rediss://` URLs in place of the built-in webpki roots.
+    pub ca_certificates: Option<Vec<u8>>,
+}
+
+/// Reasons a connection to Redis could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The TLS handshake reached the server's certificate and rustls rejected it: an unknown
+    /// issuer, another host name, or an expired certificate.
+    #[error("the redis server's TLS certificate was rejected ({reason}); {hint}")]
+    Certificate { reason: String, hint: &'static str },
+    /// The server's reply was not TLS, or it closed the connection during the handshake.
+    #[error(
+        "TLS handshake with redis failed ({reason}); check that the port in --redis-url is the \
+         server's tls-port, or use redis:// for a server without TLS"
+    )]
+    Handshake { reason: String },
+    /// A rediss:// URL names a port where Redis speaks plain RESP. Redis waits for a line end
+    /// that a TLS ClientHello need not contain, so the handshake times out instead of failing.
+    #[error(
+        "redis at {address} speaks plain text, not TLS, so the TLS handshake timed out; use the \
+         server's tls-port in --redis-url, or redis:// if the server has no TLS"
+    )]
+    PlainText { address: String },
+    /// Any other failure, such as a refused connection, a timeout or a rejected password.
+    #[error("failed to connect to redis: {0}")]
+    Redis(redis::RedisError),
 }
 
 /// A push from Redis, reduced to what the dispatcher handles.
@@ -164,6 +191,131 @@ async fn bounded<T>(command: impl std::future::Future<Output = RedisResult<T>>) 
     }
 }
 
+/// Returns the TLS settings for `ca_certificates`, or `None` to keep redis-rs' defaults: TLS with
+/// the webpki roots for `rediss://` URLs, plain TCP for `redis://` URLs.
+pub(crate) fn tls_certificates(ca_certificates: Option<&[u8]>) -> Option<TlsCertificates> {
+    install_crypto_provider();
+    ca_certificates.map(|pem| TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem.to_vec()),
+    })
+}
+
+/// Installs ring as rustls' process-wide crypto provider, which redis-rs' TLS connections use.
+/// rustls would pick it by itself while ring is its only provider compiled in; installing it
+/// keeps TLS working if another dependency ever adds aws-lc-rs.
+fn install_crypto_provider() {
+    // An error means a provider is installed already, which is all that is needed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Turns a failed connection attempt into a [`ConnectError`], naming the TLS cause when there is
+/// one. For a cluster redis-rs keeps only the text of the node's error, so the first seed is
+/// connected to again on its own to find the cause.
+pub(crate) async fn connect_error(
+    err: redis::RedisError,
+    topology: Topology,
+    urls: &[String],
+    tls: Option<&TlsCertificates>,
+) -> ConnectError {
+    let tls_url = urls.first().filter(|url| url.starts_with("rediss://"));
+    let Some(url) = tls_url else {
+        return ConnectError::Redis(err);
+    };
+    if let Some(cause) = tls_cause(&err, tls.is_some()) {
+        return cause;
+    }
+    // Checked before the TLS probe because it takes one round trip, while a TLS handshake with
+    // a plain-text server lasts until the connection timeout.
+    if let Some(address) = speaks_plain_text(url).await {
+        return ConnectError::PlainText { address };
+    }
+    if topology == Topology::Cluster
+        && let Some(cause) = probe_tls(url, tls).await
+    {
+        return cause;
+    }
+    ConnectError::Redis(err)
+}
+
+/// Sends an inline PING without TLS to the host and port of `url` and returns the address if a
+/// RESP reply (`+PONG`, or an error such as `-NOAUTH`) comes back within the connection timeout.
+async fn speaks_plain_text(url: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let info = redis::IntoConnectionInfo::into_connection_info(url).ok()?;
+    let redis::ConnectionAddr::TcpTls { host, port, .. } = info.addr() else {
+        return None;
+    };
+    let address = format!("{host}:{port}");
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect((host.as_str(), *port)).await.ok()?;
+        stream.write_all(b"PING\r\n").await.ok()?;
+        let mut first = [0u8; 1];
+        stream.read_exact(&mut first).await.ok()?;
+        Some(first[0])
+    };
+    match tokio::time::timeout(CONNECTION_TIMEOUT, exchange).await {
+        Ok(Some(b'+' | b'-')) => Some(address),
+        _ => None,
+    }
+}
+
+/// Opens one standalone connection to `url` and returns the TLS cause if it fails with one.
+async fn probe_tls(url: &str, tls: Option<&TlsCertificates>) -> Option<ConnectError> {
+    let client = match tls {
+        Some(certificates) => Client::build_with_tls(url, certificates.clone()),
+        None => Client::open(url),
+    }
+    .ok()?;
+    let config = AsyncConnectionConfig::new().set_connection_timeout(Some(CONNECTION_TIMEOUT));
+    let err = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .err()?;
+    tls_cause(&err, tls.is_some())
+}
+
+/// Finds a rustls error in `err`'s causes and describes it.
+fn tls_cause(err: &redis::RedisError, ca_given: bool) -> Option<ConnectError> {
+    let rustls_error = find_rustls_error(err)?;
+    let reason = rustls_error.to_string();
+    Some(match rustls_error {
+        rustls::Error::InvalidCertificate(_) => ConnectError::Certificate {
+            reason,
+            hint: if ca_given {
+                "check that --redis-ca-file contains the CA that signed the server's certificate, \
+                 and that the certificate names the host of --redis-url"
+            } else {
+                "the built-in webpki roots do not trust it; set --redis-ca-file to the PEM file of \
+                 the CA that signed it"
+            },
+        },
+        _ => ConnectError::Handshake { reason },
+    })
+}
+
+fn find_rustls_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut current = Some(err);
+    while let Some(error) = current {
+        if let Some(found) = error.downcast_ref::<rustls::Error>() {
+            return Some(found);
+        }
+        // redis-rs keeps its cause in an Arc, and an io::Error returns its payload's source rather
+        // than the payload, so both are opened here instead of following `source`.
+        current = if let Some(shared) = error.downcast_ref::<Arc<dyn std::error::Error + Send + Sync>>() {
+            Some(&**shared)
+        } else if let Some(io) = error.downcast_ref::<std::io::Error>()
+            && let Some(payload) = io.get_ref()
+        {
+            Some(payload)
+        } else {
+            error.source()
+        };
+    }
+    None
+}
+
 impl Driver {
     /// Connects and returns the driver and the receiver of the pushes.
     pub async fn connect(
@@ -173,6 +325,7 @@ impl Driver {
     ) -> Result<(Self, mpsc::Receiver<Incoming>), Error> {
         let (tx, rx) = mpsc::channel(queue_capacity);
         let queue = PushQueue { tx, metrics };
+        let tls = tls_certificates(options.ca_certificates.as_deref());
         let driver = match options.topology {
             Topology::Cluster => {
                 let mut builder = ClusterClientBuilder::new(options.urls.clone())
@@ -186,8 +339,18 @@ impl Driver {
                 if let Some(password) = &options.password {
                     builder = builder.password(password);
                 }
+                if let Some(certificates) = tls.clone() {
+                    builder = builder.certs(certificates);
+                }
                 let client = builder.build()?;
-                Self::Cluster(client.get_async_connection().await?)
+                match client.get_async_connection().await {
+                    Ok(connection) => Self::Cluster(connection),
+                    Err(err) => {
+                        return Err(connect_error(err, options.topology, &options.urls, tls.as_ref())
+                            .await
+                            .into());
+                    }
+                }
             }
             Topology::Standalone => {
                 let url = options.urls.first().ok_or(Error::MissingUrl)?;
@@ -200,12 +363,22 @@ impl Driver {
                     redis_settings = redis_settings.set_password(password);
                 }
                 info = info.set_redis_settings(redis_settings);
-                let client = Client::open(info)?;
+                let client = match tls.clone() {
+                    Some(certificates) => Client::build_with_tls(info, certificates)?,
+                    None => Client::open(info)?,
+                };
                 let config = AsyncConnectionConfig::new()
                     .set_push_sender(queue)
                     .set_connection_timeout(Some(CONNECTION_TIMEOUT))
                     .set_response_timeout(Some(RESPONSE_TIMEOUT));
-                let connection = client.get_multiplexed_async_connection_with_config(&config).await?;
+                let connection = match client.get_multiplexed_async_connection_with_config(&config).await {
+                    Ok(connection) => connection,
+                    Err(err) => {
+                        return Err(connect_error(err, options.topology, &options.urls, tls.as_ref())
+                            .await
+                            .into());
+                    }
+                };
                 Self::Standalone(Box::new(Standalone {
                     client,
                     config,

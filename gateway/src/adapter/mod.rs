@@ -50,7 +50,8 @@ use tokio::sync::mpsc;
 
 pub use ack::PartialResponse;
 pub use core::{InitFuture, RedisAdapter};
-pub use driver::{ConnectOptions, Topology};
+pub use driver::{ConnectError, ConnectOptions, Topology};
+pub(crate) use driver::{connect_error, tls_certificates};
 pub use metrics::RequestKind;
 
 use channel::{ChannelKind, ChannelNames, key_slot};
@@ -64,6 +65,9 @@ pub enum Error {
     /// A Redis command failed.
     #[error("redis command failed: {0}")]
     Redis(#[from] redis::RedisError),
+    /// The first connection to Redis failed.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     /// A publish reached no subscriber of a channel this pod subscribes to, even after retries:
     /// Redis lost the subscriptions of the channel's shard (a failover) and they are not back.
     #[error("publish to {channel} reached no subscriber because redis lost the shard's subscriptions; retry later")]

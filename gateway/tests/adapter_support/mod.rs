@@ -81,6 +81,7 @@ impl Cluster {
             topology: Topology::Cluster,
             username: None,
             password: None,
+            ca_certificates: None,
         }
     }
 
@@ -187,6 +188,7 @@ impl Standalone {
             topology: Topology::Standalone,
             username: None,
             password: None,
+            ca_certificates: None,
         }
     }
 }
