@@ -128,6 +128,7 @@ async fn serve_with_fleet_adapter(
         },
         username: config.redis_username.clone(),
         password: config.redis_password()?,
+        ca_certificates: config.redis_ca_certificates()?,
     };
     let state = RedisAdapterState::connect(options, AdapterConfig::default())
         .await
