@@ -802,7 +802,7 @@ mod tests {
     }
 
     #[test]
-    fn redis_ca_file_round_trips_with_a_tls_url() {
+    fn ca_file_round_trips_through_env() {
         let config = Config::from_env_pairs(pairs(&[
             (
                 "SOCKETFLEET_REDIS_URL",
@@ -821,7 +821,7 @@ mod tests {
     }
 
     #[test]
-    fn redis_ca_file_needs_a_tls_url() {
+    fn ca_file_needs_tls_url() {
         for url in [None, Some("redis://127.0.0.1:7000")] {
             let mut list = vec![("SOCKETFLEET_REDIS_CA_FILE", "/ca.pem")];
             list.extend(url.map(|url| ("SOCKETFLEET_REDIS_URL", url)));
@@ -835,7 +835,7 @@ mod tests {
     }
 
     #[test]
-    fn rejects_seeds_that_mix_tls_and_plain() {
+    fn rejects_mixed_tls_seeds() {
         for url in ["rediss://a:6380,redis://b:6379", "redis://a:6379, rediss://b:6380"] {
             let err = Config::from_env_pairs(pairs(&[("SOCKETFLEET_REDIS_URL", url)])).unwrap_err();
             assert!(
@@ -846,7 +846,7 @@ mod tests {
     }
 
     #[test]
-    fn redis_ca_certificates_rejects_files_without_a_certificate() {
+    fn rejects_ca_file_without_certificate() {
         let dir = std::env::temp_dir().join(format!("socketfleet-ca-file-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let cases = [

@@ -1,6 +1,6 @@
 //! Two `socketfleet-gateway` processes on a Redis Cluster that speaks only TLS (3 masters on
-//! 127.0.0.1:7400.., cluster bus on 17400..): a room broadcast reaches the room's members on both
-//! pods exactly once, and a third gateway given a CA that did not sign the servers' certificate
+//! 127.0.0.1:7400.., cluster bus on 17400..). A room broadcast reaches the room's members on both
+//! pods exactly once. A third gateway, given a CA that did not sign the servers' certificate,
 //! stops at startup with a message naming --redis-ca-file.
 
 #[path = "adapter_support/mod.rs"]

@@ -1,8 +1,8 @@
-//! `socketfleet-gateway` with a rediss:// URL stops at startup, within the connection timeout and
-//! with a message that names the cause, when: the port serves plain Redis without TLS (cluster and
-//! standalone mode); the server's certificate is signed by a CA other than --redis-ca-file; no
-//! --redis-ca-file is given and the built-in webpki roots do not trust the private CA; or
-//! --redis-ca-file is missing or holds no certificate.
+//! `socketfleet-gateway` with a rediss:// URL stops at startup, within the connection timeout, with
+//! a message that names the cause. The cases: the port serves plain Redis without TLS (cluster and
+//! standalone mode), a CA other than --redis-ca-file signed the server's certificate, no
+//! --redis-ca-file is given and the built-in webpki roots do not trust the private CA, and
+//! --redis-ca-file is missing or contains no certificate.
 
 #[path = "redis_tls_support/mod.rs"]
 mod support;
@@ -17,7 +17,7 @@ fn startup_error(args: &[&str]) -> String {
 }
 
 #[test]
-fn rediss_url_on_a_plain_port_names_tls() {
+fn plain_port_names_tls_port() {
     let dir = TempDir::new("redis-tls-plain-port");
     let redis = PlainStandalone::start(dir.path());
     let url = format!("rediss://127.0.0.1:{}", redis.port);
@@ -32,7 +32,7 @@ fn rediss_url_on_a_plain_port_names_tls() {
 }
 
 #[test]
-fn certificate_of_another_ca_names_the_ca_file() {
+fn other_ca_names_ca_file() {
     let dir = TempDir::new("redis-tls-other-ca");
     let certificates = Certificates::create(dir.path());
     let redis = TlsStandalone::start(&certificates, dir.path());
@@ -53,7 +53,7 @@ fn certificate_of_another_ca_names_the_ca_file() {
 }
 
 #[test]
-fn private_ca_without_ca_file_names_the_flag() {
+fn webpki_roots_reject_private_ca() {
     let dir = TempDir::new("redis-tls-no-ca-file");
     let certificates = Certificates::create(dir.path());
     let redis = TlsStandalone::start(&certificates, dir.path());
@@ -68,7 +68,7 @@ fn private_ca_without_ca_file_names_the_flag() {
 }
 
 #[test]
-fn unusable_ca_file_names_the_flag_and_path() {
+fn unusable_ca_file_names_path() {
     let dir = TempDir::new("redis-tls-bad-ca-file");
     let certificates = Certificates::create(dir.path());
     // Nothing listens on port 1; the CA file is read before any connection.

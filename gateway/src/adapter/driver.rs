@@ -191,8 +191,9 @@ async fn bounded<T>(command: impl std::future::Future<Output = RedisResult<T>>) 
     }
 }
 
-/// Returns the TLS settings for `ca_certificates`, or `None` to keep redis-rs' defaults: TLS with
-/// the webpki roots for `rediss://` URLs, plain TCP for `redis://` URLs.
+/// Installs rustls' crypto provider and returns the TLS settings for `ca_certificates`, or `None`
+/// to keep redis-rs' defaults: TLS with the webpki roots for `rediss://` URLs, plain TCP for
+/// `redis://` URLs.
 pub(crate) fn tls_certificates(ca_certificates: Option<&[u8]>) -> Option<TlsCertificates> {
     install_crypto_provider();
     ca_certificates.map(|pem| TlsCertificates {

@@ -35,13 +35,13 @@ impl Drop for TempDir {
     }
 }
 
-fn run(command: &mut Command, what: &str) -> Output {
+fn run(command: &mut Command, description: &str) -> Output {
     let output = command
         .output()
-        .unwrap_or_else(|err| panic!("failed to run {what}: {err}"));
+        .unwrap_or_else(|err| panic!("failed to run {description}: {err}"));
     assert!(
         output.status.success(),
-        "{what} failed: {}\n{}",
+        "{description} failed: {}\n{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
@@ -205,10 +205,13 @@ fn common_args(port: u16, dir: &Path) -> Vec<String> {
     .to_vec()
 }
 
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+fn wait_until(description: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + WAIT;
     while !condition() {
-        assert!(Instant::now() < deadline, "timed out after {WAIT:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {WAIT:?} waiting for {description}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
