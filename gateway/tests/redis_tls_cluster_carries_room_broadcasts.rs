@@ -1,5 +1,5 @@
 //! Two `socketfleet-gateway` processes on a Redis Cluster that speaks only TLS (3 masters on
-//! 127.0.0.1:7400.., cluster bus on 17400..). A room broadcast reaches the room's members on both
+//! 127.0.0.1:7460.., cluster bus on 17460..). A room broadcast reaches the room's members on both
 //! pods exactly once. A third gateway, given a CA that did not sign the servers' certificate,
 //! stops at startup with a message naming --redis-ca-file.
 
@@ -14,8 +14,9 @@ use adapter_support::Clients;
 use serde_json::json;
 use support::{Certificates, Gateway, TempDir, TlsCluster};
 
-/// First client port of the TLS cluster; no other test uses 7400-7449 or 17400-17449.
-const CLUSTER_PORT: u16 = 7400;
+/// First client port of the TLS cluster. No other test, nor the bench (7400..7405), uses
+/// 7460..7509 or 17460..17509, the ports of this block and its fallbacks.
+const CLUSTER_PORT: u16 = 7460;
 
 #[tokio::test]
 async fn tls_cluster_carries_room_broadcasts() {

@@ -1,6 +1,6 @@
-//! The per-user connection limit on a standalone redis-server that speaks only TLS: two pods share
-//! the counts over rediss:// with --redis-ca-file, and a limiter that does not trust the server's
-//! CA fails to start with a message naming --redis-ca-file.
+//! The per-user connection limit on Redis that speaks only TLS, trusted through --redis-ca-file.
+//! Two pods share the counts on a standalone server and on a 3-master cluster. A limiter that does
+//! not trust the server's CA fails to start with a message naming --redis-ca-file.
 
 #[path = "redis_tls_support/mod.rs"]
 mod support;
@@ -10,7 +10,11 @@ use std::sync::Arc;
 
 use socketfleet_gateway::config::Config;
 use socketfleet_gateway::user_limit::{UserLimitError, UserLimiter};
-use support::{Certificates, TempDir, TlsStandalone};
+use support::{Certificates, TempDir, TlsCluster, TlsStandalone};
+
+/// First client port of this file's TLS cluster. No other test, nor the bench (7400..7405), uses
+/// 7520..7569 or 17520..17569, the ports of this block and its fallbacks.
+const CLUSTER_PORT: u16 = 7520;
 
 fn config(redis: &TlsStandalone, ca_file: &Path, limit: u32) -> Config {
     Config::from_env_pairs([
@@ -62,6 +66,33 @@ async fn user_limit_counts_over_tls() {
         pod_a.acquire("alice", "sid-a2").await.unwrap(),
         "a released slot is free again"
     );
+}
+
+#[tokio::test]
+async fn user_limit_counts_on_tls_cluster() {
+    let dir = TempDir::new("redis-tls-user-limit-cluster");
+    let certificates = Certificates::create(dir.path());
+    let cluster = TlsCluster::start(CLUSTER_PORT, &certificates, dir.path());
+    let config = Config::from_env_pairs([
+        ("SOCKETFLEET_REDIS_URL".to_string(), cluster.seed_url()),
+        ("SOCKETFLEET_REDIS_MODE".to_string(), "cluster".to_string()),
+        (
+            "SOCKETFLEET_REDIS_CA_FILE".to_string(),
+            certificates.ca.display().to_string(),
+        ),
+        ("SOCKETFLEET_MAX_CONNECTIONS_PER_USER".to_string(), "1".to_string()),
+        ("SOCKETFLEET_AUTH_KEY_FILE".to_string(), "/unused".to_string()),
+    ])
+    .expect("valid config");
+
+    let pod_a = limiter(&config).await;
+    let pod_b = limiter(&config).await;
+    assert!(pod_a.acquire("bob", "sid-a1").await.unwrap(), "first socket of bob");
+    assert!(
+        !pod_b.acquire("bob", "sid-b1").await.unwrap(),
+        "a second socket of bob is over the limit of 1"
+    );
+    assert_eq!(pod_b.count("bob").await.unwrap(), 1);
 }
 
 #[tokio::test]
