@@ -1,8 +1,8 @@
 //! `socketfleet-gateway` with a rediss:// URL stops at startup, within the connection timeout, with
 //! a message that names the cause. The cases: the port serves plain Redis without TLS (cluster and
 //! standalone mode), a CA other than --redis-ca-file signed the server's certificate, no
-//! --redis-ca-file is given and the built-in webpki roots do not trust the private CA, and
-//! --redis-ca-file is missing or contains no certificate.
+//! --redis-ca-file is given and the built-in webpki roots do not trust the private CA, the server
+//! requires a client certificate, and --redis-ca-file is missing or contains no certificate.
 
 #[path = "redis_tls_support/mod.rs"]
 mod support;
@@ -64,6 +64,21 @@ fn webpki_roots_reject_private_ca() {
         assert!(stderr.contains("TLS certificate was rejected"), "{mode}: {stderr}");
         assert!(stderr.contains("webpki roots"), "{mode}: {stderr}");
         assert!(stderr.contains("set --redis-ca-file"), "{mode}: {stderr}");
+    }
+}
+
+#[test]
+fn required_client_certificate_named() {
+    let dir = TempDir::new("redis-tls-client-certificate");
+    let certificates = Certificates::create(dir.path());
+    let redis = TlsStandalone::start_with(&certificates, dir.path(), &["--tls-auth-clients", "yes"]);
+    let ca = certificates.ca.display().to_string();
+    let url = redis.url();
+
+    for mode in ["cluster", "standalone"] {
+        let stderr = startup_error(&["--redis-url", &url, "--redis-mode", mode, "--redis-ca-file", &ca]);
+        assert!(stderr.contains("requires a TLS client certificate"), "{mode}: {stderr}");
+        assert!(stderr.contains("tls-auth-clients"), "{mode}: {stderr}");
     }
 }
 

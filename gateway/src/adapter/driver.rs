@@ -35,6 +35,8 @@ pub struct ConnectOptions {
     /// Password, if not given in the URL.
     pub password: Option<String>,
     /// PEM CA certificates trusted for `rediss://` URLs in place of the built-in webpki roots.
+    /// NOTE: no client certificate is sent, so a server with `tls-auth-clients yes` (Redis'
+    /// default once TLS is on) rejects the connection with [`ConnectError::ClientCertificate`].
     pub ca_certificates: Option<Vec<u8>>,
 }
 
@@ -45,6 +47,12 @@ pub enum ConnectError {
     /// issuer, another host name, or an expired certificate.
     #[error("the redis server's TLS certificate was rejected ({reason}); {hint}")]
     Certificate { reason: String, hint: &'static str },
+    /// The server requires a client certificate, and the gateway has none to send.
+    #[error(
+        "the redis server requires a TLS client certificate ({reason}), and the gateway sends none; \
+         set tls-auth-clients to no or optional on the redis servers"
+    )]
+    ClientCertificate { reason: String },
     /// The server's reply was not TLS, or it closed the connection during the handshake.
     #[error(
         "TLS handshake with redis failed ({reason}); check that the port in --redis-url is the \
@@ -292,6 +300,9 @@ fn tls_cause(err: &redis::RedisError, ca_given: bool) -> Option<ConnectError> {
                  the CA that signed it"
             },
         },
+        rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired) => {
+            ConnectError::ClientCertificate { reason }
+        }
         _ => ConnectError::Handshake { reason },
     })
 }

@@ -143,11 +143,16 @@ impl Certificates {
         ]
     }
 
-    /// Runs redis-cli over TLS against `port` and returns its output.
+    /// Runs redis-cli over TLS against `port` and returns its output. It presents the server
+    /// certificate as its client certificate, for servers that require one.
     pub fn cli(&self, port: u16, args: &[&str]) -> String {
         let output = Command::new("redis-cli")
             .args(["--tls", "--cacert"])
             .arg(&self.ca)
+            .arg("--cert")
+            .arg(&self.server_cert)
+            .arg("--key")
+            .arg(&self.server_key)
             .args(["-h", "127.0.0.1", "-p", &port.to_string()])
             .args(args)
             .output()
@@ -224,9 +229,15 @@ pub struct TlsStandalone {
 
 impl TlsStandalone {
     pub fn start(certificates: &Certificates, dir: &Path) -> Self {
+        Self::start_with(certificates, dir, &[])
+    }
+
+    /// Starts the server with `extra_args` after the others, so they override them.
+    pub fn start_with(certificates: &Certificates, dir: &Path, extra_args: &[&str]) -> Self {
         let port = free_port();
         let mut args = common_args(port, dir);
         args.extend(certificates.redis_args());
+        args.extend(extra_args.iter().map(|arg| arg.to_string()));
         let processes = Processes(vec![start_redis(&args, &dir.join("redis.log"))]);
         wait_until(&format!("redis-server to answer PING over TLS on port {port}"), || {
             certificates.cli(port, &["ping"]).starts_with("PONG")
