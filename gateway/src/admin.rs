@@ -11,18 +11,19 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use socketioxide::SocketIo;
-use socketioxide::adapter::Adapter;
+use socketioxide_core::adapter::CoreAdapter;
 use thiserror::Error;
 
 use crate::connection::Connections;
+use crate::engine::core::Engine;
+use crate::engine::namespace::Emitter;
 use crate::events::{check_event_name, check_server_room_name};
 use crate::metrics::Metrics;
 use crate::status::AdapterStatus;
 
 /// State shared by the admin handlers.
-pub struct AdminState<A: Adapter> {
-    pub io: SocketIo<A>,
+pub struct AdminState<A> {
+    pub engine: Arc<Engine<A>>,
     pub namespaces: Vec<String>,
     pub publish_token: Option<String>,
     pub connections: Arc<Connections>,
@@ -90,7 +91,7 @@ struct PublishRequest {
 }
 
 /// Builds the admin router; tests call it without binding a socket.
-pub fn router<A: Adapter>(state: Arc<AdminState<A>>, max_body_bytes: usize) -> Router {
+pub fn router<A: CoreAdapter<Emitter>>(state: Arc<AdminState<A>>, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/livez", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz::<A>))
@@ -100,7 +101,7 @@ pub fn router<A: Adapter>(state: Arc<AdminState<A>>, max_body_bytes: usize) -> R
         .with_state(state)
 }
 
-async fn readyz<A: Adapter>(State(state): State<Arc<AdminState<A>>>) -> Response {
+async fn readyz<A: CoreAdapter<Emitter>>(State(state): State<Arc<AdminState<A>>>) -> Response {
     let mut reasons = Vec::new();
     if state.connections.draining() {
         reasons.push("draining: the gateway is shutting down".to_string());
@@ -127,18 +128,13 @@ async fn readyz<A: Adapter>(State(state): State<Arc<AdminState<A>>>) -> Response
     }
 }
 
-async fn metrics<A: Adapter>(State(state): State<Arc<AdminState<A>>>) -> Response {
+async fn metrics<A: CoreAdapter<Emitter>>(State(state): State<Arc<AdminState<A>>>) -> Response {
     let mut out = String::with_capacity(4096);
     state.metrics.render(&mut out);
 
     // Rooms with members on this pod, private rooms included; after every socket has left, this
     // returns to 0 unless a room entry leaked.
-    let mut local_rooms = 0;
-    for namespace in &state.namespaces {
-        if let Some(operators) = state.io.of(namespace) {
-            local_rooms += operators.local().rooms().await.map(|rooms| rooms.len()).unwrap_or(0);
-        }
-    }
+    let local_rooms: usize = state.engine.namespaces().map(|ns| ns.local_rooms()).sum();
     out.push_str("# HELP socketfleet_local_rooms Rooms with members on this pod, private rooms included.\n");
     out.push_str("# TYPE socketfleet_local_rooms gauge\n");
     out.push_str(&format!("socketfleet_local_rooms {local_rooms}\n"));
@@ -150,7 +146,7 @@ async fn metrics<A: Adapter>(State(state): State<Arc<AdminState<A>>>) -> Respons
         .into_response()
 }
 
-async fn publish<A: Adapter>(
+async fn publish<A: CoreAdapter<Emitter>>(
     State(state): State<Arc<AdminState<A>>>,
     headers: HeaderMap,
     // Taken as a Result so a body over the limit gets a JSON error like every other failure,
@@ -184,15 +180,14 @@ async fn publish<A: Adapter>(
         check_server_room_name(room).map_err(ApiError::InvalidRoom)?;
     }
 
-    let operators = state
-        .io
-        .of(&namespace)
+    let ns = state
+        .engine
+        .namespace(&namespace)
         .ok_or_else(|| ApiError::UnknownNamespace(namespace.clone()))?;
-    let result = match request.room {
-        Some(room) => operators.to(room).emit(&request.event, &request.data).await,
-        None => operators.emit(&request.event, &request.data).await,
-    };
-    result.map_err(|err| ApiError::Adapter(err.to_string()))?;
+    let rooms = request.room.into_iter().map(std::borrow::Cow::Owned).collect();
+    ns.broadcast(rooms, &request.event, &request.data)
+        .await
+        .map_err(|err| ApiError::Adapter(err.to_string()))?;
 
     state.metrics.count_api_publish();
     Ok((StatusCode::ACCEPTED, Json(json!({ "ok": true }))).into_response())

@@ -1,22 +1,20 @@
 //! Per-socket behaviour: auth at connect, the `join`, `leave` and `publish` events with their
 //! acks, and leaving rooms on disconnect.
 //!
-//! Joins and leaves go through the adapter (`socket.local().join(..).await`), never through
-//! socketioxide's synchronous `socket.join`, which changes only this pod's room map and would hide
-//! the membership from the fleet adapter's Redis subscriptions.
+//! Joins and leaves go through the adapter, so the fleet adapter subscribes and unsubscribes the
+//! rooms' Redis channels.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use serde_json::{Value, json};
-use socketioxide::SocketIo;
-use socketioxide::adapter::Adapter;
-use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
-use socketioxide::handler::ConnectHandler;
-use socketioxide::socket::DisconnectReason;
+use socketioxide_core::adapter::CoreAdapter;
 
 use crate::auth::{Grants, Verifier};
-use crate::metrics::{Metrics, RejectReason, disconnect_label};
+use crate::engine::namespace::{BoxFuture, Emitter, Handler, SocketRef};
+use crate::engine::session::DisconnectReason;
+use crate::engine::socket::AckSender;
+use crate::metrics::{Metrics, RejectReason};
 use crate::payload::Payload;
 use crate::user_limit::UserLimiter;
 
@@ -46,23 +44,12 @@ pub struct SocketContext {
     pub user_limiter: Option<Arc<UserLimiter>>,
 }
 
-/// Per-socket state kept in the socket's extensions.
-#[derive(Clone)]
+/// Per-socket state kept in the socket's extension.
 struct SocketState {
     grants: Arc<Grants>,
     /// Whether the socket is counted in `socket_io_connected`: [`COUNT_NEW`], [`COUNT_COUNTED`]
     /// or [`COUNT_GONE`]. The connect and disconnect handlers may run in either order.
-    count: Arc<AtomicU8>,
-    /// Set when the disconnect handler starts, before it reads the socket's rooms. A join that
-    /// completes and then finds this set must undo itself. `Socket::connected` cannot serve here:
-    /// it is still false for events that arrive right after the CONNECT reply.
-    disconnected: Arc<AtomicBool>,
-}
-
-impl SocketState {
-    fn is_disconnected(&self) -> bool {
-        self.disconnected.load(Ordering::SeqCst)
-    }
+    count: AtomicU8,
 }
 
 struct RoomRequest {
@@ -75,53 +62,74 @@ struct PublishRequest {
     data: Payload,
 }
 
-/// Serves namespace `path` on `io` and returns the adapter's init result for the caller to await.
-pub fn serve_namespace<A>(io: &SocketIo<A>, path: String, context: Arc<SocketContext>) -> A::InitRes
-where
-    A: Adapter + socketioxide_core::adapter::DefinedAdapter,
-{
-    let on_connect = {
-        let context = context.clone();
-        move |socket: SocketRef<A>| on_connect(socket, context.clone())
-    };
-    let middleware = move |socket: SocketRef<A>, TryData(auth): TryData<Value>| {
-        let context = context.clone();
-        async move {
-            // Data after the namespace that is not JSON means the name itself held a comma
-            // (`40/tenant,x,{..}`); serving it as `/tenant` would connect the client to a
-            // namespace it did not name.
-            let Ok(auth) = auth else {
-                context.metrics.count_rejected(RejectReason::InvalidConnect);
-                return Err("invalid CONNECT packet: the namespace name or auth payload is malformed".to_string());
-            };
-            authorize_and_prepare(socket, Some(auth), context).await
-        }
-    };
-    io.ns(path, on_connect.with(middleware))
+/// The gateway's handler of every namespace it serves.
+pub struct Gateway {
+    context: Arc<SocketContext>,
+    /// Shared by every socket without restrictions, so such a socket allocates no grants.
+    unrestricted: Arc<Grants>,
 }
 
-/// Connect middleware: verifies the token, applies the per-user limit and registers the
-/// socket's event handlers. It runs before the CONNECT reply, so a client that emits inside its
-/// `connect` callback finds the handlers in place.
-async fn authorize_and_prepare<A: Adapter>(
+impl Gateway {
+    pub fn new(context: Arc<SocketContext>) -> Arc<Gateway> {
+        Arc::new(Gateway {
+            context,
+            unrestricted: Arc::new(Grants::unrestricted()),
+        })
+    }
+}
+
+impl<A: CoreAdapter<Emitter>> Handler<A> for Gateway {
+    fn authorize(&self, socket: SocketRef<A>, auth: Option<Value>) -> BoxFuture<Result<(), String>> {
+        let context = self.context.clone();
+        let unrestricted = self.unrestricted.clone();
+        Box::pin(async move { authorize(socket, auth, context, unrestricted).await })
+    }
+
+    fn on_connected(&self, socket: SocketRef<A>) -> BoxFuture<()> {
+        let context = self.context.clone();
+        Box::pin(async move { on_connected(socket, context).await })
+    }
+
+    fn on_event(
+        &self,
+        socket: SocketRef<A>,
+        event: String,
+        args: Vec<Payload>,
+        ack: Option<AckSender>,
+    ) -> BoxFuture<()> {
+        let context = self.context.clone();
+        Box::pin(async move { on_event(socket, event, args, ack, context).await })
+    }
+
+    fn on_disconnect(&self, socket: SocketRef<A>, reason: DisconnectReason) -> BoxFuture<()> {
+        let context = self.context.clone();
+        Box::pin(async move { on_disconnect(socket, reason, context).await })
+    }
+}
+
+/// Verifies the token and applies the per-user limit. It runs before the CONNECT reply, and the
+/// engine holds the client's later packets until it returns, so a client that emits inside its
+/// `connect` callback finds the socket ready.
+async fn authorize<A: CoreAdapter<Emitter>>(
     socket: SocketRef<A>,
     auth: Option<Value>,
     context: Arc<SocketContext>,
+    unrestricted: Arc<Grants>,
 ) -> Result<(), String> {
     let grants = match &context.verifier {
-        None => Grants::unrestricted(),
+        None => unrestricted,
         Some(verifier) => match verifier.verify(auth.as_ref()) {
-            Ok(grants) => grants,
+            Ok(grants) => Arc::new(grants),
             Err(err) => {
                 context.metrics.count_rejected(RejectReason::Unauthorized);
-                tracing::debug!(sid = %socket.id, ns = socket.ns(), error = %err, "rejected socket");
+                tracing::debug!(sid = %socket.id(), ns = socket.ns(), error = %err, "rejected socket");
                 return Err(err.to_string());
             }
         },
     };
 
     if let (Some(limiter), Some(subject)) = (&context.user_limiter, &grants.subject) {
-        match limiter.acquire(subject, &socket.id.to_string()).await {
+        match limiter.acquire(subject, &socket.id().to_string()).await {
             Ok(true) => {}
             Ok(false) => {
                 context.metrics.count_rejected(RejectReason::UserLimit);
@@ -132,23 +140,21 @@ async fn authorize_and_prepare<A: Adapter>(
             }
             Err(err) => {
                 context.metrics.count_rejected(RejectReason::UserLimitUnavailable);
-                tracing::warn!(sid = %socket.id, error = %err, "failed to check the per-user connection limit");
+                tracing::warn!(sid = %socket.id(), error = %err, "failed to check the per-user connection limit");
                 return Err("connection limit check failed; retry later".into());
             }
         }
     }
 
-    socket.extensions.insert(SocketState {
-        grants: Arc::new(grants),
-        count: Arc::new(AtomicU8::new(COUNT_NEW)),
-        disconnected: Arc::new(AtomicBool::new(false)),
+    socket.socket.set_extension(SocketState {
+        grants,
+        count: AtomicU8::new(COUNT_NEW),
     });
-    register_handlers(&socket, context);
     Ok(())
 }
 
-async fn on_connect<A: Adapter>(socket: SocketRef<A>, context: Arc<SocketContext>) {
-    let Some(state) = socket.extensions.get::<SocketState>() else {
+async fn on_connected<A: CoreAdapter<Emitter>>(socket: SocketRef<A>, context: Arc<SocketContext>) {
+    let Some(state) = socket.socket.extension::<SocketState>() else {
         return;
     };
     // Counting first and taking it back keeps the gauge from dipping below zero when the
@@ -165,66 +171,51 @@ async fn on_connect<A: Adapter>(socket: SocketRef<A>, context: Arc<SocketContext
 
     // Every socket joins a room named after its id, through the adapter, so an emit to a socket id
     // reaches it from any pod.
-    let private_room = socket.id.to_string();
-    if let Err(err) = socket.local().join(private_room.clone()).await {
-        tracing::warn!(sid = %socket.id, error = %err.into(), "failed to join the private room");
+    let private_room = socket.id().to_string();
+    if let Err(err) = socket.join(private_room.clone()).await {
+        tracing::warn!(sid = %socket.id(), error = %err.into(), "failed to join the private room");
     }
-    if state.is_disconnected() {
+    if socket.socket.has_ended() {
         leave_through_adapter(&socket, vec![private_room]).await;
     }
-    tracing::debug!(sid = %socket.id, ns = socket.ns(), "socket connected");
+    tracing::debug!(sid = %socket.id(), ns = socket.ns(), "socket connected");
 }
 
-fn register_handlers<A: Adapter>(socket: &SocketRef<A>, context: Arc<SocketContext>) {
-    let join_context = context.clone();
-    socket.on(
-        "join",
-        move |socket: SocketRef<A>, TryData(data): TryData<Payload>, ack: AckSender<A>| {
-            let context = join_context.clone();
-            async move {
-                let reply = join(&socket, data.ok(), &context).await;
-                send_ack(ack, reply);
-            }
-        },
-    );
-
-    let leave_context = context.clone();
-    socket.on(
-        "leave",
-        move |socket: SocketRef<A>, TryData(data): TryData<Payload>, ack: AckSender<A>| {
-            let context = leave_context.clone();
-            async move {
-                let reply = leave(&socket, data.ok(), &context).await;
-                send_ack(ack, reply);
-            }
-        },
-    );
-
-    let publish_context = context.clone();
-    socket.on(
-        "publish",
-        move |socket: SocketRef<A>, TryData(data): TryData<Payload>, ack: AckSender<A>| {
-            let context = publish_context.clone();
-            async move {
-                let reply = publish(&socket, data.ok(), &context).await;
-                send_ack(ack, reply);
-            }
-        },
-    );
-
-    let fallback_context = context.clone();
-    socket.on_fallback(move |socket: SocketRef<A>, Event(event): Event| {
-        let context = fallback_context.clone();
-        async move { on_unknown_event(socket, event, &context) }
-    });
-
-    socket.on_disconnect(move |socket: SocketRef<A>, reason: DisconnectReason| {
-        let context = context.clone();
-        async move { on_disconnect(socket, reason, context).await }
-    });
+async fn on_event<A: CoreAdapter<Emitter>>(
+    socket: SocketRef<A>,
+    event: String,
+    args: Vec<Payload>,
+    ack: Option<AckSender>,
+    context: Arc<SocketContext>,
+) {
+    let data = args.into_iter().next();
+    let reply = match event.as_str() {
+        "join" => join(&socket, data, &context).await,
+        "leave" => leave(&socket, data, &context).await,
+        "publish" => publish(&socket, data, &context).await,
+        reserved if RESERVED_EVENTS.contains(&reserved) => {
+            // No socket.io client library sends these names; a client that does is broken.
+            context.metrics.count_event("reserved", "protocol_error");
+            context.metrics.count_protocol_error("reserved_event");
+            tracing::debug!(sid = %socket.id(), event, "disconnecting socket that sent a reserved event");
+            socket.disconnect();
+            return;
+        }
+        _ => {
+            context.metrics.count_event("unknown", "ignored");
+            return;
+        }
+    };
+    if let Some(ack) = ack {
+        send_ack(ack, reply);
+    }
 }
 
-async fn join<A: Adapter>(socket: &SocketRef<A>, data: Option<Payload>, context: &SocketContext) -> Result<(), String> {
+async fn join<A: CoreAdapter<Emitter>>(
+    socket: &SocketRef<A>,
+    data: Option<Payload>,
+    context: &SocketContext,
+) -> Result<(), String> {
     let request = parse_room_request(data, "join", context)?;
     check_room_name(&request.room).map_err(|err| rejected(context, "join", "invalid_room", err))?;
     if !grants(socket).join.allows(&request.room) {
@@ -237,18 +228,13 @@ async fn join<A: Adapter>(socket: &SocketRef<A>, data: Option<Payload>, context:
     }
 
     socket
-        .local()
         .join(request.room.clone())
         .await
-        .map_err(|err| adapter_failed(context, "join", Into::<socketioxide::adapter::AdapterError>::into(err)))?;
+        .map_err(|err| adapter_failed(context, "join", err.into()))?;
 
     // The socket may have disconnected while the adapter was joining; its disconnect handler has
     // then already left its rooms, so this join would outlive it.
-    if socket
-        .extensions
-        .get::<SocketState>()
-        .is_none_or(|state| state.is_disconnected())
-    {
+    if socket.socket.has_ended() {
         leave_through_adapter(socket, vec![request.room]).await;
         return Err(rejected(
             context,
@@ -261,7 +247,7 @@ async fn join<A: Adapter>(socket: &SocketRef<A>, data: Option<Payload>, context:
     Ok(())
 }
 
-async fn leave<A: Adapter>(
+async fn leave<A: CoreAdapter<Emitter>>(
     socket: &SocketRef<A>,
     data: Option<Payload>,
     context: &SocketContext,
@@ -269,15 +255,14 @@ async fn leave<A: Adapter>(
     let request = parse_room_request(data, "leave", context)?;
     check_room_name(&request.room).map_err(|err| rejected(context, "leave", "invalid_room", err))?;
     socket
-        .local()
         .leave(request.room)
         .await
-        .map_err(|err| adapter_failed(context, "leave", Into::<socketioxide::adapter::AdapterError>::into(err)))?;
+        .map_err(|err| adapter_failed(context, "leave", err.into()))?;
     context.metrics.count_event("leave", "ok");
     Ok(())
 }
 
-async fn publish<A: Adapter>(
+async fn publish<A: CoreAdapter<Emitter>>(
     socket: &SocketRef<A>,
     data: Option<Payload>,
     context: &SocketContext,
@@ -295,64 +280,47 @@ async fn publish<A: Adapter>(
     }
 
     socket
-        .within(request.room)
-        .emit(&request.event, &request.data)
+        .emit_to_room(request.room.into(), &request.event, &request.data)
         .await
         .map_err(|err| adapter_failed(context, "publish", err))?;
     context.metrics.count_event("publish", "ok");
     Ok(())
 }
 
-/// Ignores events the gateway does not handle, as socket.io servers do, but disconnects a
-/// socket that sends a reserved event name, which no socket.io client library sends.
-fn on_unknown_event<A: Adapter>(socket: SocketRef<A>, event: String, context: &SocketContext) {
-    if RESERVED_EVENTS.contains(&event.as_str()) {
-        context.metrics.count_event("reserved", "protocol_error");
-        tracing::debug!(sid = %socket.id, event, "disconnecting socket that sent a reserved event");
-        if let Err(err) = socket.disconnect() {
-            tracing::debug!(error = %err, "failed to disconnect socket");
-        }
-    } else {
-        context.metrics.count_event("unknown", "ignored");
-    }
-}
-
-async fn on_disconnect<A: Adapter>(socket: SocketRef<A>, reason: DisconnectReason, context: Arc<SocketContext>) {
-    let state = socket.extensions.get::<SocketState>();
-    if let Some(state) = &state {
-        state.disconnected.store(true, Ordering::SeqCst);
-    }
-
-    // Rooms are left through the adapter before this handler returns; socketioxide clears its own
-    // room map only afterwards, without telling the adapter.
+async fn on_disconnect<A: CoreAdapter<Emitter>>(
+    socket: SocketRef<A>,
+    reason: DisconnectReason,
+    context: Arc<SocketContext>,
+) {
+    // Rooms are left through the adapter, so the fleet adapter drops their subscriptions.
     let rooms: Vec<String> = socket.rooms().into_iter().map(|room| room.to_string()).collect();
     if !rooms.is_empty() {
         leave_through_adapter(&socket, rooms).await;
     }
 
-    if let Some(state) = state {
+    if let Some(state) = socket.socket.extension::<SocketState>() {
         if let (Some(limiter), Some(subject)) = (&context.user_limiter, &state.grants.subject) {
-            limiter.release(subject, &socket.id.to_string()).await;
+            limiter.release(subject, &socket.id().to_string()).await;
         }
         if state.count.swap(COUNT_GONE, Ordering::SeqCst) == COUNT_COUNTED {
-            context.metrics.socket_disconnected(disconnect_label(reason));
+            context.metrics.socket_disconnected(reason.as_str());
         }
     }
-    tracing::debug!(sid = %socket.id, ns = socket.ns(), reason = disconnect_label(reason), "socket disconnected");
+    tracing::debug!(sid = %socket.id(), ns = socket.ns(), reason = reason.as_str(), "socket disconnected");
 }
 
-async fn leave_through_adapter<A: Adapter>(socket: &SocketRef<A>, rooms: Vec<String>) {
-    if let Err(err) = socket.local().leave(rooms).await {
-        let err: socketioxide::adapter::AdapterError = err.into();
-        tracing::warn!(sid = %socket.id, error = %err, "failed to leave rooms through the adapter");
+async fn leave_through_adapter<A: CoreAdapter<Emitter>>(socket: &SocketRef<A>, rooms: Vec<String>) {
+    if let Err(err) = socket.leave(rooms).await {
+        let err: socketioxide_core::adapter::errors::AdapterError = err.into();
+        tracing::warn!(sid = %socket.id(), error = %err, "failed to leave rooms through the adapter");
     }
 }
 
-fn grants<A: Adapter>(socket: &SocketRef<A>) -> Arc<Grants> {
+fn grants<A: CoreAdapter<Emitter>>(socket: &SocketRef<A>) -> Arc<Grants> {
     socket
-        .extensions
-        .get::<SocketState>()
-        .map(|state| state.grants)
+        .socket
+        .extension::<SocketState>()
+        .map(|state| state.grants.clone())
         .unwrap_or_else(|| Arc::new(Grants::unrestricted()))
 }
 
@@ -457,7 +425,7 @@ fn adapter_failed(context: &SocketContext, event: &'static str, err: impl std::f
     format!("{event} failed in the adapter; retry later")
 }
 
-fn send_ack<A: Adapter>(ack: AckSender<A>, reply: Result<(), String>) {
+fn send_ack(ack: AckSender, reply: Result<(), String>) {
     let body = match reply {
         Ok(()) => json!({ "ok": true }),
         Err(error) => json!({ "error": error }),

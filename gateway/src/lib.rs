@@ -8,11 +8,10 @@
 //! - [`http`]: HTTP/1.1 serving of both ports with a time limit on each request head.
 //! - [`connection`]: TCP connections on the socket port, the per-pod limit checked before the
 //!   websocket upgrade, the payload cap on websocket frames, and closing connections in a drain.
-//! - [`engine`]: the gateway's own engine.io and Socket.IO server: websocket framing, engine.io
-//!   packets and the strict Socket.IO packet decoder.
+//! - [`engine`]: the gateway's own engine.io and Socket.IO server (both transports, namespaces,
+//!   sockets, acks), built so an idle socket costs a few KiB; adapters plug in through
+//!   `socketioxide_core`'s adapter traits.
 //! - [`events`]: auth at connect and the `join`, `leave` and `publish` client events.
-//! - [`handshake`]: copies the handshake request out of hyper's read buffer, and the websocket read
-//!   buffer size, which together keep an idle socket's memory down.
 //! - [`auth`]: JWT verification and the rooms a token grants.
 //! - [`user_limit`]: the per-user connection limit counted in Redis.
 //! - [`admin`]: `/livez`, `/readyz`, `/metrics` and the publish API on the admin port.
@@ -26,7 +25,6 @@ pub mod config;
 pub mod connection;
 pub mod engine;
 pub mod events;
-pub mod handshake;
 pub mod http;
 pub mod metrics;
 pub mod namespace;

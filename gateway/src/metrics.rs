@@ -5,8 +5,6 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use socketioxide::socket::DisconnectReason;
-
 /// Cause of a rejected connection, socket or message: the `reason` label of
 /// `socketfleet_rejected_connections_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -45,20 +43,6 @@ impl RejectReason {
     }
 }
 
-/// Label value for socketioxide's disconnect reasons.
-pub fn disconnect_label(reason: DisconnectReason) -> &'static str {
-    match reason {
-        DisconnectReason::TransportClose => "transport_close",
-        DisconnectReason::MultipleHttpPollingError => "multiple_http_polling",
-        DisconnectReason::PacketParsingError => "packet_parsing_error",
-        DisconnectReason::TransportError => "transport_error",
-        DisconnectReason::HeartbeatTimeout => "ping_timeout",
-        DisconnectReason::ClientNSDisconnect => "client_disconnect",
-        DisconnectReason::ServerNSDisconnect => "server_disconnect",
-        DisconnectReason::ClosingServer => "server_shutting_down",
-    }
-}
-
 /// Counters and gauges of one gateway process.
 #[derive(Default)]
 pub struct Metrics {
@@ -68,6 +52,7 @@ pub struct Metrics {
     disconnects: Mutex<BTreeMap<&'static str, u64>>,
     rejects: Mutex<BTreeMap<&'static str, u64>>,
     events: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    protocol_errors: Mutex<BTreeMap<&'static str, u64>>,
     published: AtomicU64,
 }
 
@@ -122,6 +107,16 @@ impl Metrics {
             .or_default() += 1;
     }
 
+    /// Counts a packet or frame that broke the protocol, by kind.
+    pub fn count_protocol_error(&self, kind: &'static str) {
+        *self
+            .protocol_errors
+            .lock()
+            .expect("metrics lock")
+            .entry(kind)
+            .or_default() += 1;
+    }
+
     pub fn count_api_publish(&self) {
         self.published.fetch_add(1, Ordering::Relaxed);
     }
@@ -159,6 +154,14 @@ impl Metrics {
             "Connections, sockets and messages the gateway turned away, by reason.",
             "reason",
             &self.rejects.lock().expect("metrics lock"),
+        );
+
+        labelled(
+            out,
+            "socketfleet_protocol_errors_total",
+            "Packets and frames from clients that broke the engine.io, Socket.IO or websocket protocol, by kind.",
+            "kind",
+            &self.protocol_errors.lock().expect("metrics lock"),
         );
 
         let events = self.events.lock().expect("metrics lock");

@@ -8,9 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use socketioxide::adapter::{Adapter, Emitter, LocalAdapter};
-use socketioxide::{ParserConfig, SocketIo, TransportType};
-use socketioxide_core::adapter::DefinedAdapter;
+use socketioxide_core::adapter::CoreAdapter;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -20,8 +18,10 @@ use crate::admin::{self, AdminState};
 use crate::auth::{AuthError, Verifier};
 use crate::config::{Config, ConfigError, RedisMode, Transport};
 use crate::connection::{Connections, TrackedListener, admit};
-use crate::events::{SocketContext, serve_namespace};
-use crate::handshake::{WS_READ_BUFFER_BYTES, detach_request_parts};
+use crate::engine::core::{Engine, EngineConfig};
+use crate::engine::local::LocalAdapter;
+use crate::engine::namespace::Emitter;
+use crate::events::{Gateway, SocketContext};
 use crate::http;
 use crate::metrics::Metrics;
 use crate::status::{AdapterStatus, LocalAdapterStatus};
@@ -32,6 +32,13 @@ const DRAIN_TICK: Duration = Duration::from_millis(100);
 /// Maximum binary attachments in one packet. socket.io clients send one per Buffer in the data,
 /// so this bounds the attachments a packet may keep pending, not what applications send.
 const MAX_ATTACHMENTS: usize = 64;
+/// Time a client has to connect to a namespace after its engine.io handshake, as in socket.io.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(45);
+/// Time the server waits for a client's ack of a server emit, as in socket.io.
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Packets that may wait for one client; a client that lets more pile up is disconnected as a
+/// slow consumer instead of growing the gateway's memory.
+const QUEUE_LIMIT: usize = 1024;
 /// Time left after the drain window for the last connections to close.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
@@ -59,9 +66,9 @@ pub enum ServeError {
     Serve(std::io::Error),
 }
 
-/// An adapter the gateway can serve namespaces with: socketioxide's adapter trait plus a way to
-/// wait for a namespace's init result (the fleet adapter subscribes to Redis there).
-pub trait GatewayAdapter: Adapter + DefinedAdapter {
+/// An adapter the gateway can serve namespaces with: the `socketioxide_core` adapter trait plus a
+/// way to wait for a namespace's init result (the fleet adapter subscribes to Redis there).
+pub trait GatewayAdapter: CoreAdapter<Emitter> {
     fn namespace_ready(init: Self::InitRes) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 }
 
@@ -160,9 +167,10 @@ pub async fn serve<A: GatewayAdapter>(
         user_limiter,
     });
 
-    let (layer, io) = socket_io_builder::<A>(&config, adapter_state).build_layer();
+    let handler = Gateway::new(context);
+    let mut engine = Engine::<A>::new(engine_config(&config), metrics.clone());
     for namespace in &config.namespaces {
-        let init = serve_namespace(&io, namespace.clone(), context.clone());
+        let init = engine.add_namespace(namespace, &adapter_state, handler.clone());
         A::namespace_ready(init)
             .await
             .map_err(|reason| ServeError::NamespaceInit {
@@ -171,8 +179,9 @@ pub async fn serve<A: GatewayAdapter>(
             })?;
     }
 
+    let engine = Arc::new(engine);
     let admin_state = Arc::new(AdminState {
-        io: io.clone(),
+        engine: engine.clone(),
         namespaces: config.namespaces.clone(),
         publish_token: config.publish_token()?,
         connections: connections.clone(),
@@ -182,10 +191,10 @@ pub async fn serve<A: GatewayAdapter>(
     let max_payload = usize::try_from(config.max_payload_bytes).unwrap_or(usize::MAX);
     let admin_router = admin::router(admin_state, max_payload);
     let socket_router = Router::new()
-        .layer(layer)
-        // Runs after admission and before socketioxide keeps the request, so an idle socket does not
-        // keep hyper's read buffer alive.
-        .layer(axum::middleware::map_request(detach_request_parts))
+        .fallback({
+            let engine = engine.clone();
+            move |request| engine.clone().handle(request)
+        })
         .layer(axum::middleware::from_fn({
             let connections = connections.clone();
             move |request, next| admit(connections.clone(), request, next)
@@ -217,7 +226,7 @@ pub async fn serve<A: GatewayAdapter>(
 
     shutdown.await;
     drain(&connections, Duration::from_secs(config.drain_seconds)).await;
-    io.close().await;
+    engine.close().await;
     stop_serving.cancel();
 
     for server in [socket_server, admin_server] {
@@ -229,30 +238,19 @@ pub async fn serve<A: GatewayAdapter>(
     Ok(())
 }
 
-fn socket_io_builder<A: Adapter>(config: &Config, adapter_state: A::State) -> socketioxide::SocketIoBuilder<A> {
-    let max_message = usize::try_from(config.max_payload_bytes).unwrap_or(usize::MAX);
-    let builder = SocketIo::builder()
-        .with_adapter::<A>(adapter_state)
-        .ping_interval(config.ping_interval)
-        .ping_timeout(config.ping_timeout)
-        .max_payload(config.max_payload_bytes)
-        .with_parser(
-            ParserConfig::common()
-                .max_incoming_binaries(MAX_ATTACHMENTS)
-                .max_incoming_binary_buf_size(max_message)
-                .packet_completion_timeout(config.attachment_timeout),
-        )
-        // The connection layer rejects oversized websocket messages at their frame header with
-        // close code 1009; these limits are the websocket layer's own backstop.
-        .ws_max_message_size(max_message)
-        .ws_max_frame_size(max_message)
-        .ws_read_buffer_size(WS_READ_BUFFER_BYTES);
-    let websocket = config.transports.contains(&Transport::Websocket);
-    let polling = config.transports.contains(&Transport::Polling);
-    match (websocket, polling) {
-        (true, true) => builder.transports([TransportType::Polling, TransportType::Websocket]),
-        (false, true) => builder.transports([TransportType::Polling]),
-        _ => builder.transports([TransportType::Websocket]),
+/// The engine's settings from the gateway's flags.
+fn engine_config(config: &Config) -> EngineConfig {
+    EngineConfig {
+        ping_interval: config.ping_interval,
+        ping_timeout: config.ping_timeout,
+        max_payload: config.max_payload_bytes,
+        max_attachments: MAX_ATTACHMENTS,
+        attachment_timeout: config.attachment_timeout,
+        connect_timeout: CONNECT_TIMEOUT,
+        ack_timeout: ACK_TIMEOUT,
+        websocket: config.transports.contains(&Transport::Websocket),
+        polling: config.transports.contains(&Transport::Polling),
+        queue_limit: QUEUE_LIMIT,
     }
 }
 

@@ -8,19 +8,19 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use socketfleet_gateway::admin::{self, AdminState};
 use socketfleet_gateway::connection::Connections;
+use socketfleet_gateway::engine::core::{Engine, EngineConfig};
+use socketfleet_gateway::engine::local::LocalAdapter;
+use socketfleet_gateway::events::{Gateway, SocketContext};
 use socketfleet_gateway::metrics::Metrics;
 use socketfleet_gateway::status::LocalAdapterStatus;
-use socketioxide::SocketIo;
-use socketioxide::adapter::LocalAdapter;
 use tower::ServiceExt;
 
 fn router(publish_token: Option<&str>) -> (axum::Router, Arc<Connections>) {
-    let (_layer, io) = SocketIo::builder().build_layer();
-    io.ns("/", async || ());
     let metrics = Arc::new(Metrics::default());
+    let engine = local_engine(metrics.clone());
     let connections = Connections::new(10, 9, 1_000_000, metrics.clone());
     let state = Arc::new(AdminState::<LocalAdapter> {
-        io,
+        engine,
         namespaces: vec!["/".to_string()],
         publish_token: publish_token.map(str::to_owned),
         connections: connections.clone(),
@@ -113,4 +113,16 @@ async fn publish_api_maps_errors_to_status_codes() {
         let (status, answer) = send(&router, publish(token, body)).await;
         assert_eq!(status, expected, "token {token:?} body {body}: {answer}");
     }
+}
+
+/// An engine on the in-memory adapter serving `/` with the gateway's handler.
+fn local_engine(metrics: Arc<Metrics>) -> Arc<Engine<LocalAdapter>> {
+    let mut engine = Engine::new(EngineConfig::default(), metrics.clone());
+    let context = Arc::new(SocketContext {
+        metrics,
+        verifier: None,
+        user_limiter: None,
+    });
+    engine.add_namespace("/", &(), Gateway::new(context));
+    Arc::new(engine)
 }

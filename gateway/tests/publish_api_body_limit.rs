@@ -9,21 +9,21 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use socketfleet_gateway::admin::{self, AdminState};
 use socketfleet_gateway::connection::Connections;
+use socketfleet_gateway::engine::core::{Engine, EngineConfig};
+use socketfleet_gateway::engine::local::LocalAdapter;
+use socketfleet_gateway::events::{Gateway, SocketContext};
 use socketfleet_gateway::metrics::Metrics;
 use socketfleet_gateway::status::LocalAdapterStatus;
-use socketioxide::SocketIo;
-use socketioxide::adapter::LocalAdapter;
 use tower::ServiceExt;
 
 const MAX_BODY_BYTES: usize = 1000;
 
 #[tokio::test]
 async fn oversized_body_gets_json_413() {
-    let (_layer, io) = SocketIo::builder().build_layer();
-    io.ns("/", async || ());
     let metrics = Arc::new(Metrics::default());
+    let engine = local_engine(metrics.clone());
     let state = Arc::new(AdminState::<LocalAdapter> {
-        io,
+        engine,
         namespaces: vec!["/".to_string()],
         publish_token: Some("secret".to_string()),
         connections: Connections::new(10, 9, 1_000_000, metrics.clone()),
@@ -52,4 +52,16 @@ async fn oversized_body_gets_json_413() {
         json["error"].as_str().unwrap().contains("--max-payload-bytes"),
         "{json}"
     );
+}
+
+/// An engine on the in-memory adapter serving `/` with the gateway's handler.
+fn local_engine(metrics: Arc<Metrics>) -> Arc<Engine<LocalAdapter>> {
+    let mut engine = Engine::new(EngineConfig::default(), metrics.clone());
+    let context = Arc::new(SocketContext {
+        metrics,
+        verifier: None,
+        user_limiter: None,
+    });
+    engine.add_namespace("/", &(), Gateway::new(context));
+    Arc::new(engine)
 }

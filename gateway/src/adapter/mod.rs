@@ -263,7 +263,7 @@ impl crate::status::AdapterStatus for RedisAdapterState {
     }
 }
 
-impl crate::server::GatewayAdapter for RedisAdapter<socketioxide::adapter::Emitter> {
+impl crate::server::GatewayAdapter for RedisAdapter<crate::engine::namespace::Emitter> {
     fn namespace_ready(
         init: InitFuture,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>> {

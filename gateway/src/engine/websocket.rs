@@ -37,8 +37,8 @@ pub enum Message {
     /// A ping with its application data, which the pong must echo.
     Ping(Bytes),
     Pong,
-    /// A close frame with its status code, if it carried one.
-    Close(Option<u16>),
+    /// A close frame with its status code, if it carried one, and its reason.
+    Close(Option<u16>, String),
 }
 
 /// A violation of the websocket protocol or of the message cap by the client.
@@ -266,7 +266,7 @@ fn finish_message(opcode: u8, payload: Vec<u8>) -> Result<Message, FrameError> {
 
 fn decode_close(payload: &[u8]) -> Result<Message, FrameError> {
     match payload {
-        [] => Ok(Message::Close(None)),
+        [] => Ok(Message::Close(None, String::new())),
         [_] => Err(FrameError::Protocol(
             "close frame payload of 1 byte has no room for a close code",
         )),
@@ -275,10 +275,10 @@ fn decode_close(payload: &[u8]) -> Result<Message, FrameError> {
             if !is_valid_close_code(code) {
                 return Err(FrameError::InvalidCloseCode(code));
             }
-            if std::str::from_utf8(reason).is_err() {
+            let Ok(reason) = std::str::from_utf8(reason) else {
                 return Err(FrameError::InvalidUtf8);
-            }
-            Ok(Message::Close(Some(code)))
+            };
+            Ok(Message::Close(Some(code), reason.to_string()))
         }
     }
 }
@@ -535,7 +535,7 @@ mod tests {
         let mut input = client_frame(false, OPCODE_BINARY, b"ab");
         input.extend(client_frame(true, OPCODE_CLOSE, &1000u16.to_be_bytes()));
         let messages = decode_all(&mut decoder, &input).unwrap();
-        assert_eq!(messages, vec![Message::Close(Some(1000))]);
+        assert_eq!(messages, vec![Message::Close(Some(1000), String::new())]);
     }
 
     #[test]
@@ -726,17 +726,17 @@ mod tests {
     fn decodes_close_frames() {
         let mut decoder = Decoder::new(1024);
         let (_, message) = decoder.decode(&client_frame(true, OPCODE_CLOSE, b"")).unwrap();
-        assert_eq!(message, Some(Message::Close(None)));
+        assert_eq!(message, Some(Message::Close(None, String::new())));
 
         let mut payload = 1001u16.to_be_bytes().to_vec();
         payload.extend_from_slice(b"going away");
         let (_, message) = decoder.decode(&client_frame(true, OPCODE_CLOSE, &payload)).unwrap();
-        assert_eq!(message, Some(Message::Close(Some(1001))));
+        assert_eq!(message, Some(Message::Close(Some(1001), "going away".into())));
 
         let (_, message) = decoder
             .decode(&client_frame(true, OPCODE_CLOSE, &4000u16.to_be_bytes()))
             .unwrap();
-        assert_eq!(message, Some(Message::Close(Some(4000))));
+        assert_eq!(message, Some(Message::Close(Some(4000), String::new())));
     }
 
     #[test]

@@ -1,0 +1,263 @@
+//! One engine.io connection: the packets waiting to be sent, the Socket.IO sockets it carries and
+//! the reason it closed.
+//!
+//! A session allocates nothing for its queue while no packet waits: the queue is a `VecDeque` that
+//! starts empty, and the transport task is woken through an [`AtomicWaker`] instead of a channel
+//! (a tokio mpsc channel allocates a block of 32 slots up front).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures::task::AtomicWaker;
+use socketioxide_core::{Sid, Str, Value};
+
+use super::outbound::Outbound;
+use super::socket::Socket;
+
+/// Why a session or one of its sockets ended; the label is the `reason` of
+/// `socket_io_disconnect_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// The client closed the connection or the TCP connection ended.
+    TransportClose,
+    /// Reading from or writing to the connection failed.
+    TransportError,
+    /// The client did not answer a ping within the ping timeout.
+    PingTimeout,
+    /// The client sent a packet that breaks the protocol.
+    ProtocolError,
+    /// The client sent a message over the payload cap.
+    PayloadTooLarge,
+    /// Packets for the client piled up faster than it read them.
+    SlowConsumer,
+    /// The client left the namespace.
+    ClientDisconnect,
+    /// The server disconnected the socket.
+    ServerDisconnect,
+    /// The gateway is shutting down.
+    ServerShuttingDown,
+    /// A long-polling client sent two GET requests at once.
+    MultiplePolling,
+}
+
+impl DisconnectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DisconnectReason::TransportClose => "transport_close",
+            DisconnectReason::TransportError => "transport_error",
+            DisconnectReason::PingTimeout => "ping_timeout",
+            DisconnectReason::ProtocolError => "packet_parsing_error",
+            DisconnectReason::PayloadTooLarge => "payload_too_large",
+            DisconnectReason::SlowConsumer => "slow_consumer",
+            DisconnectReason::ClientDisconnect => "client_disconnect",
+            DisconnectReason::ServerDisconnect => "server_disconnect",
+            DisconnectReason::ServerShuttingDown => "server_shutting_down",
+            DisconnectReason::MultiplePolling => "multiple_http_polling",
+        }
+    }
+}
+
+/// How a session asks its transport to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CloseRequest {
+    pub reason: DisconnectReason,
+    /// Websocket close code sent to the client.
+    pub code: u16,
+}
+
+/// Websocket close code for a normal end.
+pub const CLOSE_NORMAL: u16 = 1000;
+/// Websocket close code for a client the gateway stops serving because of its behaviour.
+pub const CLOSE_POLICY_VIOLATION: u16 = 1008;
+
+struct Queue {
+    packets: VecDeque<Outbound>,
+    close: Option<CloseRequest>,
+}
+
+/// Packets that may wait in one session's queue; a client that lets more pile up is disconnected
+/// as a slow consumer rather than growing the gateway's memory.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueLimit(pub usize);
+
+/// Result of queueing packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    Yes,
+    /// The session is closing; the packets were dropped.
+    Closed,
+    /// The queue was full; the session is now closing as a slow consumer.
+    Overflow,
+}
+
+pub struct Session {
+    pub sid: Sid,
+    queue: Mutex<Queue>,
+    limit: QueueLimit,
+    waker: AtomicWaker,
+    sockets: Mutex<Vec<Arc<Socket>>>,
+    /// Set once the session has closed and its sockets were told.
+    closed: AtomicBool,
+}
+
+impl Session {
+    pub fn new(sid: Sid, limit: QueueLimit) -> Arc<Session> {
+        Arc::new(Session {
+            sid,
+            queue: Mutex::new(Queue {
+                packets: VecDeque::new(),
+                close: None,
+            }),
+            limit,
+            waker: AtomicWaker::new(),
+            sockets: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues one engine.io packet of the gateway's own (ping, noop, probe answer).
+    pub fn push_eio(&self, packet: &'static str) -> Queued {
+        self.push_all(std::iter::once(Outbound::Eio(packet)), 1)
+    }
+
+    /// Queues an encoded Socket.IO packet: its text, then each binary attachment.
+    pub fn push_value(&self, value: &Value) -> Queued {
+        match value {
+            Value::Str(text, attachments) => {
+                let count = 1 + attachments.as_ref().map_or(0, |bins| bins.len());
+                let bins = attachments.iter().flatten().cloned().map(Outbound::Binary);
+                self.push_all(std::iter::once(Outbound::Message(text.clone())).chain(bins), count)
+            }
+            Value::Bytes(bytes) => self.push_all(std::iter::once(Outbound::Binary(bytes.clone())), 1),
+        }
+    }
+
+    /// Queues a Socket.IO packet given as text.
+    pub fn push_text(&self, text: String) -> Queued {
+        self.push_all(std::iter::once(Outbound::Message(Str::from(text))), 1)
+    }
+
+    fn push_all(&self, packets: impl Iterator<Item = Outbound>, count: usize) -> Queued {
+        let mut queue = self.queue();
+        if queue.close.is_some() {
+            return Queued::Closed;
+        }
+        if queue.packets.len() + count > self.limit.0 {
+            queue.packets.clear();
+            queue.packets.shrink_to_fit();
+            queue.close = Some(CloseRequest {
+                reason: DisconnectReason::SlowConsumer,
+                code: CLOSE_POLICY_VIOLATION,
+            });
+            drop(queue);
+            self.waker.wake();
+            return Queued::Overflow;
+        }
+        queue.packets.extend(packets);
+        drop(queue);
+        self.waker.wake();
+        Queued::Yes
+    }
+
+    /// Asks the transport to close with `reason`; the first request wins.
+    pub fn request_close(&self, reason: DisconnectReason, code: u16) {
+        let mut queue = self.queue();
+        if queue.close.is_none() {
+            queue.close = Some(CloseRequest { reason, code });
+        }
+        drop(queue);
+        self.waker.wake();
+    }
+
+    /// Takes up to `max` queued packets into `into`, registering `waker` when none wait. Returns
+    /// the close request, if any; packets queued before it are still handed out first.
+    pub fn take(&self, into: &mut Vec<Outbound>, max: usize, waker: &std::task::Waker) -> Option<CloseRequest> {
+        self.waker.register(waker);
+        let mut queue = self.queue();
+        let count = queue.packets.len().min(max);
+        into.extend(queue.packets.drain(..count));
+        if queue.packets.is_empty() && queue.packets.capacity() > 64 {
+            queue.packets.shrink_to_fit();
+        }
+        if queue.packets.is_empty() { queue.close } else { None }
+    }
+
+    /// Whether packets wait to be sent.
+    pub fn has_packets(&self) -> bool {
+        !self.queue().packets.is_empty()
+    }
+
+    /// Takes every queued packet without registering a waker (long-polling answers).
+    pub fn drain(&self, max: usize) -> (Vec<Outbound>, Option<CloseRequest>) {
+        let mut into = Vec::new();
+        let mut queue = self.queue();
+        let count = queue.packets.len().min(max);
+        into.extend(queue.packets.drain(..count));
+        if queue.packets.is_empty() {
+            queue.packets.shrink_to_fit();
+        }
+        let close = if queue.packets.is_empty() { queue.close } else { None };
+        (into, close)
+    }
+
+    pub fn register_waker(&self, waker: &std::task::Waker) {
+        self.waker.register(waker);
+    }
+
+    pub fn close_request(&self) -> Option<CloseRequest> {
+        self.queue().close
+    }
+
+    pub fn add_socket(&self, socket: Arc<Socket>) {
+        self.sockets.lock().unwrap_or_else(|p| p.into_inner()).push(socket);
+    }
+
+    pub fn remove_socket(&self, sid: Sid) {
+        let mut sockets = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+        sockets.retain(|socket| socket.id != sid);
+        if sockets.is_empty() {
+            sockets.shrink_to_fit();
+        }
+    }
+
+    /// The socket connected to namespace `path` on this session.
+    pub fn socket(&self, path: &str) -> Option<Arc<Socket>> {
+        self.sockets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|socket| socket.ns() == path)
+            .cloned()
+    }
+
+    /// Marks the session closed and returns its sockets, once; later calls return nothing.
+    pub fn finish(&self) -> Vec<Arc<Socket>> {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return Vec::new();
+        }
+        let mut queue = self.queue();
+        queue.packets = VecDeque::new();
+        if queue.close.is_none() {
+            queue.close = Some(CloseRequest {
+                reason: DisconnectReason::TransportClose,
+                code: CLOSE_NORMAL,
+            });
+        }
+        drop(queue);
+        std::mem::take(&mut *self.sockets.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Whether no socket is connected on this session.
+    pub fn sockets_empty(&self) -> bool {
+        self.sockets.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+}
