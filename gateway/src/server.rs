@@ -114,7 +114,6 @@ pub async fn run(
 }
 
 /// Builds the fleet adapter from the Redis flags and serves with it; the only place that does.
-/// NOTE: until the fleet adapter is wired in here, --redis-url stops startup with an error.
 async fn serve_with_fleet_adapter(
     config: Config,
     listeners: Listeners,
