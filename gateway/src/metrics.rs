@@ -21,11 +21,8 @@ pub enum RejectReason {
     UserLimitUnavailable,
     /// A websocket message exceeded --max-payload-bytes; the connection is closed with code 1009.
     PayloadTooLarge,
-    /// A CONNECT packet whose data is not JSON, e.g. a namespace name with a comma in it.
+    /// A CONNECT to a namespace this gateway does not serve, or whose name contains a comma.
     InvalidConnect,
-    /// A websocket message with a packet the gateway rejects before socketioxide parses it, e.g. an
-    /// ack id over 64 bits; the connection is closed with code 1002.
-    InvalidPacket,
 }
 
 impl RejectReason {
@@ -38,7 +35,6 @@ impl RejectReason {
             RejectReason::UserLimitUnavailable => "user_limit_unavailable",
             RejectReason::PayloadTooLarge => "payload_too_large",
             RejectReason::InvalidConnect => "invalid_connect",
-            RejectReason::InvalidPacket => "invalid_packet",
         }
     }
 }

@@ -155,7 +155,6 @@ pub async fn serve<A: GatewayAdapter>(
     let connections = Connections::new(
         config.max_connections,
         config.ready_below_connections(),
-        config.max_payload_bytes,
         metrics.clone(),
     );
     let verifier = Verifier::from_config(&config)?.map(Arc::new);

@@ -18,7 +18,7 @@ use tower::ServiceExt;
 fn router(publish_token: Option<&str>) -> (axum::Router, Arc<Connections>) {
     let metrics = Arc::new(Metrics::default());
     let engine = local_engine(metrics.clone());
-    let connections = Connections::new(10, 9, 1_000_000, metrics.clone());
+    let connections = Connections::new(10, 9, metrics.clone());
     let state = Arc::new(AdminState::<LocalAdapter> {
         engine,
         namespaces: vec!["/".to_string()],

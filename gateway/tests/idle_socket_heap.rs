@@ -24,9 +24,9 @@ static ALLOCATOR: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 const SOCKETS: usize = 300;
 
-/// Budget per idle socket. Measured by this test with hyper 1.13 and tokio 1.54: 3,312 bytes on the
+/// Budget per idle socket. Measured by this test with hyper 1.13 and tokio 1.54: 2,288 bytes on the
 /// gateway's own engine; 19,519 bytes on socketioxide 0.18.9 before it.
-const MAX_HEAP_PER_SOCKET: i64 = 4 * 1024;
+const MAX_HEAP_PER_SOCKET: i64 = 3 * 1024;
 
 /// Limit on each blocking read while a socket connects.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);

@@ -26,7 +26,7 @@ async fn oversized_body_gets_json_413() {
         engine,
         namespaces: vec!["/".to_string()],
         publish_token: Some("secret".to_string()),
-        connections: Connections::new(10, 9, 1_000_000, metrics.clone()),
+        connections: Connections::new(10, 9, metrics.clone()),
         metrics,
         adapter_status: Arc::new(LocalAdapterStatus),
     });

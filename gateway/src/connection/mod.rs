@@ -1,12 +1,9 @@
 //! Client connections on the socket port: counting, the per-pod limit checked before the
-//! websocket upgrade, the payload cap on websocket frames, and closing connections during a drain.
+//! websocket upgrade, and closing connections during a drain.
 //!
 //! Every accepted TCP connection is wrapped in a [`TrackedStream`], which counts it while it is
-//! open and watches the client's websocket frames once the server has sent its 101 upgrade response.
-//! The per-pod limit counts these TCP connections: with the websocket transport one client is one
+//! open. The per-pod limit counts these TCP connections: with the websocket transport one client is one
 //! connection, with long-polling a client may hold two.
-
-mod frames;
 
 use std::collections::HashMap;
 use std::io;
@@ -14,7 +11,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::Request;
@@ -25,11 +22,6 @@ use futures::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
-pub use frames::{
-    CLOSE_GOING_AWAY, CLOSE_MESSAGE_TOO_BIG, CLOSE_PROTOCOL_ERROR, FrameInspector, Inspection, check_packet_prefix,
-    client_close_frame,
-};
-
 use crate::metrics::{Metrics, RejectReason};
 
 /// Retry-After value, in seconds, sent to a rejected client.
@@ -39,9 +31,6 @@ const RETRY_AFTER_SECONDS: u64 = 5;
 /// and discarding what the client still sends; see [`linger`].
 const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Bytes read from a client per read call; on the stack, so an idle connection costs nothing.
-const SCRATCH_LEN: usize = 4096;
-
 const CLOSE_NONE: u8 = 0;
 const CLOSE_GOING_AWAY_REQUESTED: u8 = 1;
 
@@ -49,7 +38,6 @@ const CLOSE_GOING_AWAY_REQUESTED: u8 = 1;
 pub struct Connections {
     max: usize,
     ready_below: usize,
-    max_message_len: u64,
     open: AtomicUsize,
     at_capacity: AtomicBool,
     draining: AtomicBool,
@@ -65,11 +53,10 @@ struct ConnectionShared {
 }
 
 impl Connections {
-    pub fn new(max: u32, ready_below: u32, max_message_len: u64, metrics: Arc<Metrics>) -> Arc<Connections> {
+    pub fn new(max: u32, ready_below: u32, metrics: Arc<Metrics>) -> Arc<Connections> {
         Arc::new(Connections {
             max: max as usize,
             ready_below: ready_below as usize,
-            max_message_len,
             open: AtomicUsize::new(0),
             at_capacity: AtomicBool::new(false),
             draining: AtomicBool::new(false),
@@ -241,29 +228,19 @@ impl axum::serve::Listener for TrackedListener {
 
 /// A client TCP connection, counted while open.
 ///
-/// After the server answers `101 Switching Protocols`, reads pass through a [`FrameInspector`]:
-/// a message over the payload cap is cut off at its frame header and replaced by a client close
-/// frame with code 1009, which the websocket layer echoes to the client before closing. A drain
-/// inserts a close frame with code 1001 the same way, at a frame boundary.
-///
-/// NOTE: engineioxide 0.17.9 sends no close frame when the client's close arrives before its
-/// websocket writer task has started, right after the open packet; the client then sees 1006.
+/// During a drain, a connection that is still plain HTTP (a request or long-polling) reads end
+/// of stream. A websocket's task watches [`TrackedStream::poll_close_requested`] instead and ends
+/// the websocket with close code 1001 itself.
 pub struct TrackedStream {
     /// Always `Some` until [`Drop`] takes it to [`linger`].
     stream: Option<TcpStream>,
     id: u64,
     shared: Arc<ConnectionShared>,
     connections: Arc<Connections>,
-    inspector: Option<Box<FrameInspector>>,
-    carry: [u8; frames::MAX_HEADER_LEN],
-    carry_len: usize,
-    /// Inspected bytes that did not fit in the caller's read buffer; empty (no allocation) while
-    /// reads keep up.
-    passed: Vec<u8>,
-    synthetic: Option<Box<(Vec<u8>, usize)>>,
-    finished: bool,
-    /// Set once the client's stream was replaced by a close frame, because the client may still
-    /// be sending the rest of a message that the gateway no longer reads.
+    /// Set when the connection became a websocket, whose task handles close requests.
+    upgraded: bool,
+    /// Set when the gateway closed the websocket while the client may still be sending the rest of
+    /// a message the gateway no longer reads.
     linger_on_drop: bool,
 }
 
@@ -275,12 +252,7 @@ impl TrackedStream {
             id,
             shared,
             connections,
-            inspector: None,
-            carry: [0; frames::MAX_HEADER_LEN],
-            carry_len: 0,
-            passed: Vec::new(),
-            synthetic: None,
-            finished: false,
+            upgraded: false,
             linger_on_drop: false,
         }
     }
@@ -289,36 +261,23 @@ impl TrackedStream {
         Pin::new(self.stream.as_mut().expect("the stream is only taken on drop"))
     }
 
-    /// Replaces the rest of the client's stream with a close frame, then end of stream.
-    fn end_with_close(&mut self, code: u16, reason: &str) {
-        self.synthetic = Some(Box::new((client_close_frame(code, reason), 0)));
-        self.carry_len = 0;
+    /// Marks the connection as a websocket: reads pass through during a drain, and the
+    /// websocket's task asks [`TrackedStream::poll_close_requested`].
+    pub fn mark_upgraded(&mut self) {
+        self.upgraded = true;
+    }
+
+    /// Returns whether a drain asked this connection to close, registering the task to be woken
+    /// when one does.
+    pub fn poll_close_requested(&self, cx: &mut Context<'_>) -> bool {
+        self.shared.waker.register(cx.waker());
+        self.shared.close_request.load(Ordering::SeqCst) == CLOSE_GOING_AWAY_REQUESTED
+    }
+
+    /// Makes dropping the stream send FIN and discard what the client still sends for a while,
+    /// so the client reads the gateway's close frame instead of a reset; see [`linger`].
+    pub fn linger_after_close(&mut self) {
         self.linger_on_drop = true;
-    }
-
-    /// Moves inspected bytes into `buf` as far as they fit, and frees the store once it is empty.
-    fn poll_passed(&mut self, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let count = buf.remaining().min(self.passed.len());
-        buf.put_slice(&self.passed[..count]);
-        self.passed.drain(..count);
-        if self.passed.is_empty() {
-            self.passed = Vec::new();
-        }
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_synthetic(&mut self, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        if let Some(synthetic) = self.synthetic.as_mut() {
-            let (frame, sent) = &mut **synthetic;
-            let count = buf.remaining().min(frame.len() - *sent);
-            buf.put_slice(&frame[*sent..*sent + count]);
-            *sent += count;
-            if *sent == frame.len() {
-                self.synthetic = None;
-                self.finished = true;
-            }
-        }
-        Poll::Ready(Ok(()))
     }
 }
 
@@ -372,127 +331,17 @@ async fn linger(mut stream: TcpStream) {
 impl AsyncRead for TrackedStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if !this.passed.is_empty() {
-            return this.poll_passed(buf);
+        if !this.upgraded && this.poll_close_requested(cx) {
+            // End of stream: hyper finishes the connection.
+            return Poll::Ready(Ok(()));
         }
-        if this.synthetic.is_some() || this.finished {
-            return this.poll_synthetic(buf);
-        }
-
-        this.shared.waker.register(cx.waker());
-        if this.shared.close_request.load(Ordering::SeqCst) == CLOSE_GOING_AWAY_REQUESTED {
-            match this.inspector.as_deref() {
-                Some(inspector) if inspector.at_frame_boundary() && this.carry_len == 0 => {
-                    this.end_with_close(CLOSE_GOING_AWAY, "server is shutting down");
-                    return this.poll_synthetic(buf);
-                }
-                // NOTE: a connection in the middle of a frame, or not upgraded (HTTP and
-                // long-polling), is closed without a close frame; clients see a transport error
-                // and reconnect all the same.
-                _ => {
-                    this.finished = true;
-                    return Poll::Ready(Ok(()));
-                }
-            }
-        }
-
-        let Some(inspector) = this.inspector.as_deref_mut() else {
-            return this.stream().poll_read(cx, buf);
-        };
-
-        // Bytes a smaller buffer could not take last time go first, in order.
-        if !this.passed.is_empty() {
-            return this.poll_passed(buf);
-        }
-
-        // Reads go through a scratch buffer of our own, so the caller's buffer may be of any size
-        // (hyper offers a few bytes at a time). A partial frame header held back by the previous
-        // read goes first, so the inspector sees the whole header before any of it is passed on.
-        let mut scratch = [0u8; SCRATCH_LEN];
-        loop {
-            let carried = this.carry_len;
-            scratch[..carried].copy_from_slice(&this.carry[..carried]);
-            // Read no more than the caller can take, so bytes rarely wait in `passed`, but enough
-            // to complete a held-back header when the caller's buffer is tiny.
-            let want = buf
-                .remaining()
-                .saturating_sub(carried)
-                .max(frames::MAX_HEADER_LEN)
-                .min(SCRATCH_LEN - carried);
-            let mut read_buf = ReadBuf::new(&mut scratch[carried..carried + want]);
-            let stream = this.stream.as_mut().expect("the stream is only taken on drop");
-            match Pin::new(stream).poll_read(cx, &mut read_buf) {
-                Poll::Ready(Ok(())) => {}
-                // The held-back bytes stay in `carry` until a read succeeds.
-                other => return other,
-            }
-            let read = read_buf.filled().len();
-            if read == 0 {
-                // End of stream; a partial header left at the end is dropped.
-                this.carry_len = 0;
-                return Poll::Ready(Ok(()));
-            }
-            this.carry_len = 0;
-
-            let new_bytes = &scratch[..carried + read];
-            match inspector.inspect(new_bytes) {
-                Inspection::Pass { partial_header_at } => {
-                    let held = new_bytes.len() - partial_header_at;
-                    if held > 0 {
-                        this.carry[..held].copy_from_slice(&new_bytes[partial_header_at..]);
-                        this.carry_len = held;
-                        inspector.forget_partial_header();
-                    }
-                    if partial_header_at > 0 {
-                        let inspected = &new_bytes[..partial_header_at];
-                        let direct = buf.remaining().min(inspected.len());
-                        buf.put_slice(&inspected[..direct]);
-                        this.passed.extend_from_slice(&inspected[direct..]);
-                        return Poll::Ready(Ok(()));
-                    }
-                    // Only part of a header has arrived; read again for the rest.
-                }
-                Inspection::TooLarge { header_at, message_len } => {
-                    tracing::debug!(
-                        message_len,
-                        max = this.connections.max_message_len,
-                        "websocket message over the payload cap"
-                    );
-                    this.connections.metrics.count_rejected(RejectReason::PayloadTooLarge);
-                    this.passed.extend_from_slice(&new_bytes[..header_at]);
-                    this.end_with_close(CLOSE_MESSAGE_TOO_BIG, "payload too large");
-                    if this.passed.is_empty() {
-                        return this.poll_synthetic(buf);
-                    }
-                    return this.poll_passed(buf);
-                }
-                Inspection::InvalidPacket { header_at, reason } => {
-                    tracing::debug!(reason, "closing websocket that sent an invalid socket.io packet");
-                    this.connections.metrics.count_rejected(RejectReason::InvalidPacket);
-                    this.passed.extend_from_slice(&new_bytes[..header_at]);
-                    this.end_with_close(CLOSE_PROTOCOL_ERROR, reason);
-                    if this.passed.is_empty() {
-                        return this.poll_synthetic(buf);
-                    }
-                    return this.poll_passed(buf);
-                }
-            }
-        }
+        this.stream().poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for TrackedStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let written = ready!(this.stream().poll_write(cx, data))?;
-
-        // hyper writes the whole response head at once, so the status line starts the buffer.
-        // NOTE: bytes a client sends before it has read the 101 response reach the websocket
-        // layer uninspected; RFC 6455 forbids clients from sending frames that early.
-        if this.inspector.is_none() && data.starts_with(b"HTTP/1.1 101 ") {
-            this.inspector = Some(Box::new(FrameInspector::new(this.connections.max_message_len)));
-        }
-        Poll::Ready(Ok(written))
+        self.get_mut().stream().poll_write(cx, data)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -18,13 +18,15 @@ use super::local::LocalAdapter;
 use super::namespace::{Emitter, Handler, Namespace, SocketRef};
 use super::packet::{Incoming, PacketDecoder, PacketError};
 use super::session::{DisconnectReason, QueueLimit, Session};
-use super::socket::AckSender;
+use super::socket::{AckSender, Enqueued, QueuedEvent, Socket};
+use super::websocket::{CLOSE_POLICY_VIOLATION, CLOSE_PROTOCOL_ERROR};
 use super::{polling, ws_transport};
 use crate::connection::TrackedStream;
 use crate::metrics::Metrics;
 
-/// Websocket close code for a message that breaks the protocol.
-pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+/// Client events of one socket that may wait to be handled; a client that sends more before the
+/// gateway catches up is disconnected.
+const MAX_PENDING_EVENTS: usize = 1024;
 
 /// Settings of the engine, from the gateway's flags.
 #[derive(Debug, Clone)]
@@ -185,24 +187,11 @@ impl<A: CoreAdapter<Emitter>> Engine<A> {
         drop(request);
         let engine = self.clone();
         tokio::spawn(async move {
-            let upgraded = match on_upgrade.await {
-                Ok(upgraded) => upgraded,
-                Err(err) => {
-                    tracing::debug!(error = %err, "websocket upgrade failed");
-                    return;
-                }
-            };
-            let parts = match upgraded.downcast::<TokioIo<TrackedStream>>() {
-                Ok(parts) => parts,
-                Err(_) => {
-                    tracing::error!("upgraded connection is not the gateway's tracked stream");
-                    return;
-                }
-            };
-            // Copied so the leftover bytes do not keep hyper's read buffer alive.
-            let leftover = Bytes::copy_from_slice(&parts.read_buf);
-            drop(parts.read_buf);
-            ws_transport::serve(engine, parts.io.into_inner(), leftover, upgrading).await;
+            // The websocket gets a task of its own, sized for it alone, once the upgrade is done.
+            if let Some((stream, leftover)) = upgraded_stream(on_upgrade).await {
+                let serve = ws_transport::serve(engine, stream, leftover, upgrading);
+                tokio::spawn(serve);
+            }
         });
 
         let mut response = Response::new(Body::empty());
@@ -276,13 +265,21 @@ impl<A: CoreAdapter<Emitter>> Engine<A> {
                     self.metrics.count_protocol_error("event_without_connect");
                     return Ok(());
                 };
-                let ack = id.map(|id| AckSender::new(socket.clone(), id));
-                let socket = SocketRef {
-                    socket,
-                    ns: namespace.clone(),
-                };
-                tokio::spawn(namespace.handler.on_event(socket, event, args, ack));
-                Ok(())
+                match socket.queue_event(QueuedEvent { event, args, ack: id }, MAX_PENDING_EVENTS) {
+                    Enqueued::Waiting => Ok(()),
+                    Enqueued::StartTask => {
+                        tokio::spawn(handle_events(namespace.clone(), socket));
+                        Ok(())
+                    }
+                    Enqueued::Full => {
+                        self.metrics.count_protocol_error("too_many_pending_events");
+                        Err(Fault {
+                            reason: DisconnectReason::TooManyPendingEvents,
+                            code: CLOSE_POLICY_VIOLATION,
+                            message: format!("more than {MAX_PENDING_EVENTS} events wait to be handled"),
+                        })
+                    }
+                }
             }
             Incoming::Ack { ns, id, data } => {
                 if let Some(socket) = session.socket(&ns) {
@@ -339,6 +336,39 @@ impl<A: CoreAdapter<Emitter>> Engine<A> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&session.sid);
+    }
+}
+
+/// Runs the handler for each queued event of `socket`, one at a time, so a client's events take
+/// effect in the order it sent them (a publish right after a join reaches the joined room).
+async fn handle_events<A: CoreAdapter<Emitter>>(ns: Arc<Namespace<A>>, socket: Arc<Socket>) {
+    while let Some(queued) = socket.next_event() {
+        let ack = queued.ack.map(|id| AckSender::new(socket.clone(), id));
+        let socket_ref = SocketRef {
+            socket: socket.clone(),
+            ns: ns.clone(),
+        };
+        ns.handler.on_event(socket_ref, queued.event, queued.args, ack).await;
+    }
+}
+
+/// Waits for hyper to hand over the upgraded connection; returns the gateway's tracked stream and
+/// the bytes hyper read past the request.
+async fn upgraded_stream(on_upgrade: hyper::upgrade::OnUpgrade) -> Option<(TrackedStream, Bytes)> {
+    let upgraded = match on_upgrade.await {
+        Ok(upgraded) => upgraded,
+        Err(err) => {
+            tracing::debug!(error = %err, "websocket upgrade failed");
+            return None;
+        }
+    };
+    match upgraded.downcast::<TokioIo<TrackedStream>>() {
+        // Copied, so the leftover bytes do not keep hyper's read buffer alive.
+        Ok(parts) => Some((parts.io.into_inner(), Bytes::copy_from_slice(&parts.read_buf))),
+        Err(_) => {
+            tracing::error!("upgraded connection is not the gateway's tracked stream");
+            None
+        }
     }
 }
 

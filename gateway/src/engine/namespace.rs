@@ -24,8 +24,9 @@ use socketioxide_core::{Sid, Str, Uid, Value};
 use socketioxide_parser_common::CommonParser;
 use tokio::sync::oneshot;
 
-use super::session::{CLOSE_NORMAL, DisconnectReason, Queued};
+use super::session::{DisconnectReason, Queued};
 use super::socket::{AckSender, Socket, SocketOwner};
+use super::websocket::CLOSE_NORMAL;
 use crate::payload::Payload;
 
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;

@@ -14,6 +14,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use socketioxide_core::Sid;
 use socketioxide_core::adapter::CoreAdapter;
 use tokio::sync::Notify;
 
@@ -43,10 +44,11 @@ pub(crate) struct PollingSession {
 /// The session `sid` names, if it is a long-polling session of this pod that has not moved to a
 /// websocket yet.
 pub(crate) fn find<A: CoreAdapter<Emitter>>(engine: &Engine<A>, sid: &str) -> Option<Arc<Session>> {
+    let sid = sid.parse::<Sid>().ok()?;
     let polling = engine.polling.lock().unwrap_or_else(|p| p.into_inner());
     polling
-        .values()
-        .find(|entry| entry.session.sid.to_string() == sid && !entry.upgraded.load(Ordering::SeqCst))
+        .get(&sid)
+        .filter(|entry| !entry.upgraded.load(Ordering::SeqCst))
         .map(|entry| entry.session.clone())
 }
 
@@ -63,6 +65,14 @@ fn entry<A: CoreAdapter<Emitter>>(engine: &Engine<A>, session: &Session) -> Opti
 pub(crate) fn pause<A: CoreAdapter<Emitter>>(engine: &Engine<A>, session: &Session) {
     if let Some(entry) = entry(engine, session) {
         entry.paused.store(true, Ordering::SeqCst);
+        entry.wake_get.notify_waiters();
+    }
+}
+
+/// The websocket probe ended before the upgrade: GET requests wait for packets again.
+pub(crate) fn probe_failed<A: CoreAdapter<Emitter>>(engine: &Engine<A>, session: &Session) {
+    if let Some(entry) = entry(engine, session) {
+        entry.paused.store(false, Ordering::SeqCst);
         entry.wake_get.notify_waiters();
     }
 }
@@ -253,7 +263,7 @@ async fn post<A: CoreAdapter<Emitter>>(
                     engine.metrics.count_protocol_error("unexpected_engine_packet");
                     Err(super::core::Fault {
                         reason: DisconnectReason::ProtocolError,
-                        code: super::core::CLOSE_PROTOCOL_ERROR,
+                        code: super::websocket::CLOSE_PROTOCOL_ERROR,
                         message: "unexpected engine.io packet".into(),
                     })
                 }

@@ -14,6 +14,7 @@ use socketioxide_core::{Sid, Str, Value};
 
 use super::outbound::Outbound;
 use super::socket::Socket;
+use super::websocket::{CLOSE_NORMAL, CLOSE_POLICY_VIOLATION};
 
 /// Why a session or one of its sockets ended; the label is the `reason` of
 /// `socket_io_disconnect_total`.
@@ -39,6 +40,8 @@ pub enum DisconnectReason {
     ServerShuttingDown,
     /// A long-polling client sent two GET requests at once.
     MultiplePolling,
+    /// The client sent events faster than the gateway handled them.
+    TooManyPendingEvents,
 }
 
 impl DisconnectReason {
@@ -54,6 +57,7 @@ impl DisconnectReason {
             DisconnectReason::ServerDisconnect => "server_disconnect",
             DisconnectReason::ServerShuttingDown => "server_shutting_down",
             DisconnectReason::MultiplePolling => "multiple_http_polling",
+            DisconnectReason::TooManyPendingEvents => "too_many_pending_events",
         }
     }
 }
@@ -65,11 +69,6 @@ pub struct CloseRequest {
     /// Websocket close code sent to the client.
     pub code: u16,
 }
-
-/// Websocket close code for a normal end.
-pub const CLOSE_NORMAL: u16 = 1000;
-/// Websocket close code for a client the gateway stops serving because of its behaviour.
-pub const CLOSE_POLICY_VIOLATION: u16 = 1008;
 
 struct Queue {
     packets: VecDeque<Outbound>,
@@ -249,6 +248,8 @@ impl Session {
             });
         }
         drop(queue);
+        // A long-polling GET waiting on this session answers with a close packet.
+        self.waker.wake();
         std::mem::take(&mut *self.sockets.lock().unwrap_or_else(|p| p.into_inner()))
     }
 

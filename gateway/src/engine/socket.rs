@@ -1,6 +1,7 @@
 //! A Socket.IO socket: one client's membership of one namespace, carried by a session.
 
 use std::any::Any;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
@@ -27,6 +28,32 @@ pub(crate) trait SocketOwner: Send + Sync {
     fn socket_ended(&self, socket: Arc<Socket>, reason: DisconnectReason);
 }
 
+/// A client event waiting for the events before it to be handled.
+pub(crate) struct QueuedEvent {
+    pub event: String,
+    pub args: Vec<crate::payload::Payload>,
+    pub ack: Option<u64>,
+}
+
+/// Client events of one socket, handled one at a time in the order they arrived.
+#[derive(Default)]
+struct Inbox {
+    /// Whether a task is handling this socket's events.
+    running: bool,
+    /// Empty (no allocation) while nothing waits.
+    events: VecDeque<QueuedEvent>,
+}
+
+/// Outcome of [`Socket::queue_event`].
+pub(crate) enum Enqueued {
+    /// A task is already handling this socket's events and will take this one.
+    Waiting,
+    /// No task is running: the caller starts one.
+    StartTask,
+    /// More than the limit of events wait; the event was dropped.
+    Full,
+}
+
 const AUTHORIZING: u8 = 0;
 const CONNECTED: u8 = 1;
 const ENDED: u8 = 2;
@@ -38,6 +65,7 @@ pub struct Socket {
     owner: Weak<dyn SocketOwner>,
     state: AtomicU8,
     acks: Mutex<Acks>,
+    inbox: Mutex<Inbox>,
     extension: OnceLock<Box<dyn Any + Send + Sync>>,
 }
 
@@ -50,6 +78,7 @@ impl Socket {
             owner,
             state: AtomicU8::new(AUTHORIZING),
             acks: Mutex::new(Acks::default()),
+            inbox: Mutex::new(Inbox::default()),
             extension: OnceLock::new(),
         })
     }
@@ -120,6 +149,32 @@ impl Socket {
     ) -> Result<Queued, socketioxide_core::parser::ParserError> {
         let value = CommonParser.encode_value(data, Some(event))?;
         Ok(self.send_packet(Packet::event(self.ns.clone(), value)))
+    }
+
+    /// Queues a client event behind the ones not yet handled; at most `limit` may wait.
+    pub(crate) fn queue_event(&self, event: QueuedEvent, limit: usize) -> Enqueued {
+        let mut inbox = self.inbox.lock().unwrap_or_else(|p| p.into_inner());
+        if inbox.events.len() >= limit {
+            return Enqueued::Full;
+        }
+        inbox.events.push_back(event);
+        if inbox.running {
+            Enqueued::Waiting
+        } else {
+            inbox.running = true;
+            Enqueued::StartTask
+        }
+    }
+
+    /// Takes the next event to handle; once none is left, the handling task ends.
+    pub(crate) fn next_event(&self) -> Option<QueuedEvent> {
+        let mut inbox = self.inbox.lock().unwrap_or_else(|p| p.into_inner());
+        let next = inbox.events.pop_front();
+        if next.is_none() {
+            inbox.running = false;
+            inbox.events = VecDeque::new();
+        }
+        next
     }
 
     /// Registers an ack the server waits for; returns its id and where the client's answer arrives.

@@ -7,10 +7,17 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use sha1::{Digest, Sha1};
 
-pub use crate::connection::{CLOSE_GOING_AWAY, CLOSE_MESSAGE_TOO_BIG, CLOSE_PROTOCOL_ERROR};
-
 /// Close code of a normal closure (RFC 6455 section 7.4.1).
 pub const CLOSE_NORMAL: u16 = 1000;
+/// Close code of a server going away, sent during a drain.
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// Close code for a frame or packet that breaks the protocol.
+pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+/// Close code for a client the gateway stops serving because of its behaviour, such as a slow
+/// consumer.
+pub const CLOSE_POLICY_VIOLATION: u16 = 1008;
+/// Close code for a message over the payload cap.
+pub const CLOSE_MESSAGE_TOO_BIG: u16 = 1009;
 /// Close code for a message whose payload is inconsistent with its type, such as invalid UTF-8
 /// in a text message (RFC 6455 section 7.4.1).
 pub const CLOSE_INVALID_PAYLOAD: u16 = 1007;

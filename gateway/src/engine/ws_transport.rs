@@ -5,7 +5,7 @@
 //! go through a stack buffer inside `poll`, so only the bytes of an unfinished frame are kept on
 //! the heap; the write buffer is freed once written; the heartbeat is a `Sleep` inside the future.
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -24,6 +24,7 @@ use super::packet::PacketDecoder;
 use super::session::{CloseRequest, DisconnectReason, Session};
 use super::websocket::{self, Decoder, FrameError, Message};
 use crate::connection::TrackedStream;
+use crate::metrics::RejectReason;
 
 /// Bytes read from the client per read call, on the stack.
 const SCRATCH_LEN: usize = 4096;
@@ -188,13 +189,20 @@ impl Connection {
             Poll::Ready(Ok(None)) | Poll::Pending => {}
             Poll::Ready(Err(err)) => return Poll::Ready(Event::Failed(err)),
         }
+        if !self.close_sent && self.stream.poll_close_requested(cx) {
+            return Poll::Ready(Event::Close(CloseRequest {
+                reason: DisconnectReason::ServerShuttingDown,
+                code: websocket::CLOSE_GOING_AWAY,
+            }));
+        }
         if heartbeat.poll(cx).is_ready() {
             return Poll::Ready(Event::Tick);
         }
         self.poll_read_message(cx)
     }
 
-    /// Queues a close frame and writes everything buffered, for at most [`CLOSE_TIMEOUT`].
+    /// Queues a close frame and writes everything buffered, for at most [`CLOSE_TIMEOUT`]. Callers
+    /// box this future where they await it, so the idle task does not carry its timer.
     async fn close(&mut self, code: u16, reason: &str) {
         if !self.close_sent {
             websocket::write_close(&mut self.out, code, reason);
@@ -218,12 +226,17 @@ impl Connection {
 
 /// Serves one websocket connection until it ends. `upgrading` is the long-polling session this
 /// websocket takes over; without it a new session starts.
-pub(crate) async fn serve<A: CoreAdapter<Emitter>>(
+///
+/// The connection state is built here, outside the returned future, which captures it once and
+/// works on it in place: an async fn would keep its arguments and the state built from them side
+/// by side in the task for the connection's whole life.
+pub(crate) fn serve<A: CoreAdapter<Emitter>>(
     engine: Arc<Engine<A>>,
-    stream: TrackedStream,
+    mut stream: TrackedStream,
     leftover: Bytes,
     upgrading: Option<Arc<Session>>,
-) {
+) -> impl Future<Output = ()> + Send {
+    stream.mark_upgraded();
     let max_message = usize::try_from(engine.config.max_payload).unwrap_or(usize::MAX);
     let mut connection = Connection {
         stream,
@@ -233,7 +246,6 @@ pub(crate) async fn serve<A: CoreAdapter<Emitter>>(
         written: 0,
         close_sent: false,
     };
-    drop(leftover);
     let upgraded = upgrading.is_some();
     let session = match upgrading {
         Some(session) => session,
@@ -245,9 +257,18 @@ pub(crate) async fn serve<A: CoreAdapter<Emitter>>(
         }
     };
     let mut decoder = engine.new_decoder();
-    let reason = run(&engine, &session, &mut connection, &mut decoder, upgraded).await;
-    engine.finish_session(&session, reason);
-    tracing::debug!(sid = %session.sid, reason = reason.as_str(), "websocket session ended");
+    async move {
+        let mut upgrading = upgraded;
+        let reason = run(&engine, &session, &mut connection, &mut decoder, &mut upgrading).await;
+        if upgrading {
+            // A probe that fails leaves the session on long-polling, as engine.io clients expect.
+            tracing::debug!(sid = %session.sid, reason = reason.as_str(), "websocket probe failed");
+            super::polling::probe_failed(&engine, &session);
+            return;
+        }
+        engine.finish_session(&session, reason);
+        tracing::debug!(sid = %session.sid, reason = reason.as_str(), "websocket session ended");
+    }
 }
 
 async fn run<A: CoreAdapter<Emitter>>(
@@ -255,7 +276,7 @@ async fn run<A: CoreAdapter<Emitter>>(
     session: &Arc<Session>,
     connection: &mut Connection,
     decoder: &mut PacketDecoder,
-    mut upgrading: bool,
+    upgrading: &mut bool,
 ) -> DisconnectReason {
     let config = &engine.config;
     let opened = Instant::now();
@@ -264,13 +285,13 @@ async fn run<A: CoreAdapter<Emitter>>(
     let mut awaiting_pong = false;
 
     loop {
-        let event = poll_fn(|cx| connection.poll_event(cx, session, heartbeat.as_mut(), upgrading)).await;
+        let event = poll_fn(|cx| connection.poll_event(cx, session, heartbeat.as_mut(), *upgrading)).await;
         let outcome = match event {
             Event::Message(Message::Text(text)) => {
                 let text = std::str::from_utf8(&text).unwrap_or_default();
                 match eio::parse_text(text) {
                     // Boxed, so the idle task does not carry the dispatch future's size.
-                    Ok(EioPacket::Message(packet)) if !upgrading => {
+                    Ok(EioPacket::Message(packet)) if !*upgrading => {
                         Box::pin(engine.on_text(session, decoder, packet)).await
                     }
                     Ok(EioPacket::Pong(_)) => {
@@ -278,13 +299,13 @@ async fn run<A: CoreAdapter<Emitter>>(
                         heartbeat.as_mut().reset(Instant::now() + config.ping_interval);
                         Ok(())
                     }
-                    Ok(EioPacket::Ping("probe")) if upgrading => {
+                    Ok(EioPacket::Ping("probe")) if *upgrading => {
                         websocket::write_text(&mut connection.out, &[b"3probe"]);
                         super::polling::pause(engine, session);
                         Ok(())
                     }
-                    Ok(EioPacket::Upgrade) if upgrading => {
-                        upgrading = false;
+                    Ok(EioPacket::Upgrade) if *upgrading => {
+                        *upgrading = false;
                         super::polling::upgraded(engine, session);
                         Ok(())
                     }
@@ -298,7 +319,7 @@ async fn run<A: CoreAdapter<Emitter>>(
                     Ok(_) | Err(_) => Err(protocol_fault(engine, "unexpected_engine_packet")),
                 }
             }
-            Event::Message(Message::Binary(bytes)) if !upgrading => {
+            Event::Message(Message::Binary(bytes)) if !*upgrading => {
                 Box::pin(engine.on_binary(session, decoder, bytes)).await
             }
             Event::Message(Message::Binary(_)) => Err(protocol_fault(engine, "unexpected_engine_packet")),
@@ -311,10 +332,10 @@ async fn run<A: CoreAdapter<Emitter>>(
                 // Echo the client's code and reason, as the closing handshake asks. A close that
                 // the connection layer made up for the client (payload cap, drain) reaches the
                 // client this way.
-                connection.close(code.unwrap_or(websocket::CLOSE_NORMAL), &reason).await;
+                Box::pin(connection.close(code.unwrap_or(websocket::CLOSE_NORMAL), &reason)).await;
                 return DisconnectReason::TransportClose;
             }
-            Event::Tick if upgrading => {
+            Event::Tick if *upgrading => {
                 // The long-polling transport runs the heartbeat until the upgrade completes.
                 heartbeat.as_mut().reset(Instant::now() + config.ping_interval);
                 Ok(())
@@ -333,10 +354,10 @@ async fn run<A: CoreAdapter<Emitter>>(
                     .await;
                 }
                 if awaiting_pong {
-                    connection.close(websocket::CLOSE_NORMAL, "ping timeout").await;
+                    Box::pin(connection.close(websocket::CLOSE_NORMAL, "ping timeout")).await;
                     return DisconnectReason::PingTimeout;
                 }
-                if session.sockets_empty() && opened.elapsed() >= config.connect_timeout && !upgrading {
+                if session.sockets_empty() && opened.elapsed() >= config.connect_timeout && !*upgrading {
                     connection
                         .close(websocket::CLOSE_NORMAL, "no namespace connected")
                         .await;
@@ -348,13 +369,25 @@ async fn run<A: CoreAdapter<Emitter>>(
                 Ok(())
             }
             Event::Close(close) => {
-                connection.close(close.code, close.reason.as_str()).await;
+                Box::pin(connection.close(close.code, close.reason.as_str())).await;
                 return close.reason;
             }
             Event::Frame(err) => {
-                engine.metrics.count_protocol_error(err.kind());
-                connection.close(err.close_code(), &err.to_string()).await;
-                return DisconnectReason::ProtocolError;
+                tracing::debug!(sid = %session.sid, error = %err, "closing a websocket whose frames were rejected");
+                let reason = match err {
+                    FrameError::MessageTooBig { .. } => {
+                        engine.metrics.count_rejected(RejectReason::PayloadTooLarge);
+                        DisconnectReason::PayloadTooLarge
+                    }
+                    _ => {
+                        engine.metrics.count_protocol_error(err.kind());
+                        DisconnectReason::ProtocolError
+                    }
+                };
+                // The client may still be sending the rest of the rejected message.
+                connection.stream.linger_after_close();
+                Box::pin(connection.close(err.close_code(), &close_reason(&err))).await;
+                return reason;
             }
             Event::Eof => return DisconnectReason::TransportClose,
             Event::Failed(err) => {
@@ -363,14 +396,23 @@ async fn run<A: CoreAdapter<Emitter>>(
             }
         };
         if let Err(fault) = outcome {
-            connection.close(fault.code, &fault.message).await;
+            connection.stream.linger_after_close();
+            Box::pin(connection.close(fault.code, &fault.message)).await;
             return fault.reason;
         }
     }
 }
 
+/// The close frame's reason for a rejected frame: the cause first, as clients show it.
+fn close_reason(err: &FrameError) -> String {
+    match err {
+        FrameError::MessageTooBig { .. } => format!("payload too large: {err}"),
+        _ => err.to_string(),
+    }
+}
+
 async fn end(connection: &mut Connection, reason: DisconnectReason) -> DisconnectReason {
-    connection.close(websocket::CLOSE_NORMAL, "").await;
+    Box::pin(connection.close(websocket::CLOSE_NORMAL, "")).await;
     reason
 }
 
@@ -381,7 +423,8 @@ async fn fail<A: CoreAdapter<Emitter>>(
     message: &str,
 ) -> DisconnectReason {
     engine.metrics.count_protocol_error(kind);
-    connection.close(super::core::CLOSE_PROTOCOL_ERROR, message).await;
+    connection.stream.linger_after_close();
+    Box::pin(connection.close(websocket::CLOSE_PROTOCOL_ERROR, message)).await;
     DisconnectReason::ProtocolError
 }
 
@@ -389,7 +432,7 @@ fn protocol_fault<A: CoreAdapter<Emitter>>(engine: &Engine<A>, kind: &'static st
     engine.metrics.count_protocol_error(kind);
     Fault {
         reason: DisconnectReason::ProtocolError,
-        code: super::core::CLOSE_PROTOCOL_ERROR,
+        code: websocket::CLOSE_PROTOCOL_ERROR,
         message: format!("protocol error: {kind}"),
     }
 }

@@ -7,8 +7,8 @@ const assert = require("node:assert/strict");
 const WebSocket = require("ws");
 const { startGateway, within } = require("./helpers");
 
-async function http(method, url, body) {
-  const res = await fetch(url, { method, body });
+async function http(method, url, body, signal) {
+  const res = await fetch(url, { method, body, signal });
   return { status: res.status, text: await res.text() };
 }
 
@@ -21,7 +21,8 @@ test("a waiting poll is answered when a websocket naming its session closes", as
   await http("POST", url, "40");
   assert.match((await within("CONNECT reply", http("GET", url))).text, /^40/);
 
-  const waiting = http("GET", url);
+  const abort = new AbortController();
+  const waiting = http("GET", url, undefined, abort.signal);
   const ws = new WebSocket(`ws://127.0.0.1:${gateway.port}/socket.io/?EIO=4&transport=websocket&sid=${sid}`);
   ws.on("error", () => {});
   await within("websocket open", new Promise((resolve) => ws.once("open", resolve)));
@@ -33,5 +34,24 @@ test("a waiting poll is answered when a websocket naming its session closes", as
   if (post.status !== 200) {
     const answer = await within("the waiting GET's answer after its session ended", waiting);
     assert.equal(answer.text, "1");
+  } else {
+    abort.abort();
+    await waiting.catch(() => {});
   }
+});
+
+test("a waiting poll is answered when a malformed POST ends its session", async (t) => {
+  const gateway = await startGateway(["--transport", "websocket,polling"]);
+  t.after(() => gateway.stop());
+  const base = `${gateway.url}/socket.io/?EIO=4&transport=polling`;
+  const { sid } = JSON.parse((await http("GET", base)).text.slice(1));
+  const url = `${base}&sid=${sid}`;
+  await http("POST", url, "40");
+  assert.match((await within("CONNECT reply", http("GET", url))).text, /^40/);
+
+  const waiting = http("GET", url);
+  const post = await http("POST", url, "42[]");
+  assert.equal(post.status, 400);
+  const answer = await within("the waiting GET's answer after its session ended", waiting);
+  assert.equal(answer.text, "1");
 });
