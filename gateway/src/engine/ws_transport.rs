@@ -256,6 +256,8 @@ pub(crate) fn serve<A: CoreAdapter<Emitter>>(
             session
         }
     };
+    // NOTE: a websocket that takes over a long-polling session starts with a fresh decoder, so a
+    // binary packet whose attachments straddle the upgrade is lost.
     let mut decoder = engine.new_decoder();
     async move {
         let mut upgrading = upgraded;
