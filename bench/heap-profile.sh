@@ -46,19 +46,16 @@ import collections
 import sys
 
 # Each stack is read from the allocation site outwards, and the first frame that matches a group
-# decides. Among groups matching that frame the first listed wins, because the gateway's handshake.rs
-# copies headers while tokio-tungstenite's handshake.rs allocates the websocket read buffer.
+# decides; among groups matching that frame the first listed wins.
 GROUPS = [
-    ("hyper HTTP/1 read buffer", ["poll_read_from_io"]),
-    ("tokio mpsc channels, each with a first block of 32 slots", ["(block.rs)", "(chan.rs)"]),
-    ("tokio watch channel", ["(watch.rs)"]),
-    ("tokio task (spawned future)", ["bind_new_task"]),
+    ("tokio task (the websocket's future)", ["bind_new_task"]),
     ("tokio I/O registration", ["registration_set"]),
-    ("HTTP request headers and URI", ["(role.rs)", "copy_headers", "copy_uri"]),
-    ("websocket read buffer (tungstenite)", ["(handshake.rs)"]),
-    ("websocket split lock", ["(bilock.rs)"]),
-    ("engine.io socket", ["create_session"]),
-    ("socketioxide socket and namespace", ["(ns.rs)", "(client.rs)", "(socket.rs)"]),
+    ("hyper HTTP/1 connections still in their handshake at the peak", ["serve_connection", "poll_read_from_io"]),
+    ("room index (socketioxide-core's local adapter, private room)", ["add_all", "add_sockets"]),
+    ("engine.io session", ["(session.rs)"]),
+    ("Socket.IO socket and its extension", ["(socket.rs)", "set_extension"]),
+    ("namespace socket map", ["(namespace.rs)"]),
+    ("connection registry", ["(connection/mod.rs)", "register<"]),
 ]
 
 path, sockets = sys.argv[1], int(sys.argv[2])
