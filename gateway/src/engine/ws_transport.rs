@@ -73,7 +73,16 @@ impl Connection {
                     Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
                     Poll::Ready(Ok(n)) => self.written += n,
                     Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
-                    Poll::Pending => return Poll::Pending,
+                    Poll::Pending => {
+                        // A client that does not read must not hold back its own disconnect (a
+                        // slow consumer's queue overflowed): the close goes out behind what is
+                        // buffered, or not at all.
+                        session.register_waker(cx.waker());
+                        return match session.close_request() {
+                            Some(close) => Poll::Ready(Ok(Some(close))),
+                            None => Poll::Pending,
+                        };
+                    }
                 }
             }
             self.out = Vec::new();

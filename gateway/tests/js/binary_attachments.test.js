@@ -1,5 +1,6 @@
 // Binary attachments relayed through `publish`: nested placeholders resolve to the same bytes,
-// and a packet whose attachments never arrive is dropped instead of kept.
+// each placeholder to the attachment its `num` names, and a packet whose attachments do not match
+// its header, or never arrive, is dropped and its connection closed.
 "use strict";
 
 const test = require("node:test");
@@ -7,7 +8,7 @@ const assert = require("node:assert/strict");
 const { connect, metric, nextEvent, rawSocket, request, startGateway, waitFor, within } = require("./helpers");
 
 test("binary attachments", async (t) => {
-  const gateway = await startGateway(["--attachment-timeout", "1s"]);
+  const gateway = await startGateway(["--attachment-timeout", "1s", "--ping-interval", "1s", "--ping-timeout", "1s"]);
   t.after(() => gateway.stop());
   const receiver = await connect(gateway.url);
   t.after(() => receiver.close());
@@ -66,16 +67,43 @@ test("binary attachments", async (t) => {
     assert.equal(data.second[0].toString(), "two");
   });
 
-  await t.test("a packet announcing more attachments than arrive is dropped and the socket closed", async () => {
+  await t.test("placeholders listed num 1 before num 0 get their own bytes", async (st) => {
+    const received = nextEvent(receiver, "swapped");
+    const raw = await rawSender();
+    st.after(() => raw.ws.terminate());
+    raw.ws.send(
+      '452-["publish",{"room":"files","event":"swapped","data":[{"_placeholder":true,"num":1},{"_placeholder":true,"num":0}]}]',
+    );
+    raw.ws.send(Buffer.from("zero"));
+    raw.ws.send(Buffer.from("one"));
+    const [data] = await received;
+    assert.equal(data[0].toString(), "one");
+    assert.equal(data[1].toString(), "zero");
+  });
+
+  await t.test("a header announcing more attachments than placeholders closes the socket", async () => {
     let delivered = false;
     receiver.on("never", () => (delivered = true));
+    const before = await metric(gateway, 'socketfleet_protocol_errors_total{kind="invalid_attachment"}');
     const raw = await rawSender();
     raw.ws.send('452-["publish",{"room":"files","event":"never","data":{"_placeholder":true,"num":0}}]');
     raw.ws.send(Buffer.from([1]));
-    // socketioxide checks the attachment timeout when the next packet arrives.
-    await new Promise((r) => setTimeout(r, 1200));
     raw.ws.send(Buffer.from([2]));
-    await within("close of the socket with a timed-out packet", raw.closed, 5000);
+    const { code } = await within("close of the socket with a mismatched packet", raw.closed, 5000);
+    assert.equal(code, 1002);
+    assert.equal(delivered, false);
+    assert.equal(await metric(gateway, 'socketfleet_protocol_errors_total{kind="invalid_attachment"}'), before + 1);
+  });
+
+  await t.test("a packet whose attachments never arrive closes the socket", async () => {
+    let delivered = false;
+    receiver.on("never", () => (delivered = true));
+    const raw = await rawSender();
+    raw.ws.send('452-["publish",{"room":"files","event":"never","data":[{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]}]');
+    raw.ws.send(Buffer.from([1]));
+    // The gateway checks the attachment timeout (1 s here) at each heartbeat (every 1 s here).
+    const { code } = await within("close of the socket with a timed-out packet", raw.closed, 8000);
+    assert.equal(code, 1002);
     assert.equal(delivered, false);
   });
 

@@ -1,8 +1,7 @@
 // A client that never reads while the server broadcasts to its room is disconnected instead of
 // growing memory. Scaled down: 1 KB at 100/s for as long as it takes, with ping 2 s / timeout 2 s.
-// The never-reading client cannot receive pings, so the heartbeat drops it. Until then at most
-// 128 packets wait in its queue, because socketioxide drops emits to a full queue.
-// NOTE: the drop is counted as ping_timeout; there is no separate slow-consumer check.
+// The never-reading client cannot receive pings, so the heartbeat drops it before its queue
+// overflows (see a_client_whose_queue_overflows_is_disconnected.test.js for that path).
 "use strict";
 
 const test = require("node:test");
