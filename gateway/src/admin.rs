@@ -107,7 +107,10 @@ async fn readyz<A: CoreAdapter<Emitter>>(State(state): State<Arc<AdminState<A>>>
         reasons.push("draining: the gateway is shutting down".to_string());
     }
     if state.connections.at_capacity() {
-        reasons.push(format!("at capacity: {} connections open", state.connections.open()));
+        reasons.push(format!(
+            "at capacity: {} connections and long-polling sessions open",
+            state.connections.in_use()
+        ));
     }
     if !state.adapter_status.healthy() {
         let reason = state

@@ -39,6 +39,8 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Packets that may wait for one client; a client that lets more pile up is disconnected as a
 /// slow consumer instead of growing the gateway's memory.
 const QUEUE_LIMIT: usize = 1024;
+/// Bytes that may wait for one client, for the same reason.
+const QUEUE_LIMIT_BYTES: usize = 8 * 1024 * 1024;
 /// Time left after the drain window for the last connections to close.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
@@ -167,6 +169,7 @@ pub async fn serve<A: GatewayAdapter>(
 
     let handler = Gateway::new(context);
     let mut engine = Engine::<A>::new(engine_config(&config), metrics.clone());
+    engine.count_sessions_in(connections.clone());
     for namespace in &config.namespaces {
         let init = engine.add_namespace(namespace, &adapter_state, handler.clone());
         A::namespace_ready(init)
@@ -223,6 +226,8 @@ pub async fn serve<A: GatewayAdapter>(
     );
 
     shutdown.await;
+    connections.start_draining();
+    engine.close_polling_sessions();
     drain(&connections, Duration::from_secs(config.drain_seconds)).await;
     engine.close().await;
     stop_serving.cancel();
@@ -249,6 +254,7 @@ fn engine_config(config: &Config) -> EngineConfig {
         websocket: config.transports.contains(&Transport::Websocket),
         polling: config.transports.contains(&Transport::Polling),
         queue_limit: QUEUE_LIMIT,
+        queue_limit_bytes: QUEUE_LIMIT_BYTES,
     }
 }
 

@@ -39,6 +39,9 @@ pub struct Connections {
     max: usize,
     ready_below: usize,
     open: AtomicUsize,
+    /// Long-polling sessions; each takes a slot under the limit, because its TCP connections come
+    /// and go between requests.
+    polling_sessions: AtomicUsize,
     at_capacity: AtomicBool,
     draining: AtomicBool,
     next_id: AtomicU64,
@@ -58,6 +61,7 @@ impl Connections {
             max: max as usize,
             ready_below: ready_below as usize,
             open: AtomicUsize::new(0),
+            polling_sessions: AtomicUsize::new(0),
             at_capacity: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             next_id: AtomicU64::new(0),
@@ -69,6 +73,23 @@ impl Connections {
     /// Number of open TCP connections on the socket port.
     pub fn open(&self) -> usize {
         self.open.load(Ordering::SeqCst)
+    }
+
+    /// Slots taken under the per-pod limit: open TCP connections plus long-polling sessions.
+    pub fn in_use(&self) -> usize {
+        self.open() + self.polling_sessions.load(Ordering::SeqCst)
+    }
+
+    /// Counts a new long-polling session under the limit.
+    pub fn add_polling_session(&self) {
+        self.polling_sessions.fetch_add(1, Ordering::SeqCst);
+        self.update_capacity();
+    }
+
+    /// Stops counting a long-polling session that ended or moved to a websocket.
+    pub fn remove_polling_session(&self) {
+        self.polling_sessions.fetch_sub(1, Ordering::SeqCst);
+        self.update_capacity();
     }
 
     /// Whether the pod is full: set at the limit and cleared only below the low-water mark, so
@@ -114,24 +135,25 @@ impl Connections {
             .lock()
             .expect("connection registry lock")
             .insert(id, shared.clone());
-        let open = self.open.fetch_add(1, Ordering::SeqCst) + 1;
-        self.update_capacity(open);
+        self.open.fetch_add(1, Ordering::SeqCst);
+        self.update_capacity();
         (id, shared)
     }
 
     fn unregister(&self, id: u64) {
         self.handles.lock().expect("connection registry lock").remove(&id);
-        let open = self.open.fetch_sub(1, Ordering::SeqCst) - 1;
-        self.update_capacity(open);
+        self.open.fetch_sub(1, Ordering::SeqCst);
+        self.update_capacity();
     }
 
-    fn update_capacity(&self, open: usize) {
-        if open >= self.max {
+    fn update_capacity(&self) {
+        let in_use = self.in_use();
+        if in_use >= self.max {
             self.at_capacity.store(true, Ordering::SeqCst);
-        } else if open < self.ready_below {
+        } else if in_use < self.ready_below {
             self.at_capacity.store(false, Ordering::SeqCst);
         }
-        self.metrics.set_open_connections(open);
+        self.metrics.set_open_connections(self.open());
     }
 
     /// Why a new client must be turned away, if it must. The connection making the request is
@@ -139,7 +161,7 @@ impl Connections {
     fn admission(&self) -> Option<RejectReason> {
         if self.draining() {
             Some(RejectReason::Draining)
-        } else if self.open() > self.max {
+        } else if self.in_use() > self.max {
             Some(RejectReason::AtCapacity)
         } else {
             None

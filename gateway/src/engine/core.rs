@@ -21,7 +21,7 @@ use super::session::{DisconnectReason, QueueLimit, Session};
 use super::socket::{AckSender, Enqueued, QueuedEvent, Socket};
 use super::websocket::{CLOSE_POLICY_VIOLATION, CLOSE_PROTOCOL_ERROR};
 use super::{polling, ws_transport};
-use crate::connection::TrackedStream;
+use crate::connection::{Connections, TrackedStream};
 use crate::metrics::Metrics;
 
 /// Client events of one socket that may wait to be handled; a client that sends more before the
@@ -47,6 +47,8 @@ pub struct EngineConfig {
     pub polling: bool,
     /// Packets that may wait for one client before it is disconnected as a slow consumer.
     pub queue_limit: usize,
+    /// Bytes that may wait for one client before it is disconnected as a slow consumer.
+    pub queue_limit_bytes: usize,
 }
 
 impl Default for EngineConfig {
@@ -63,6 +65,7 @@ impl Default for EngineConfig {
             websocket: true,
             polling: false,
             queue_limit: 1024,
+            queue_limit_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -91,6 +94,8 @@ pub struct Engine<A> {
     namespaces: HashMap<String, Arc<Namespace<A>>>,
     pub(crate) polling: Mutex<HashMap<Sid, Arc<polling::PollingSession>>>,
     pub metrics: Arc<Metrics>,
+    /// Where long-polling sessions are counted under the per-pod limit, if anywhere.
+    connections: Option<Arc<Connections>>,
 }
 
 /// The engine on the in-memory adapter.
@@ -104,6 +109,44 @@ impl<A: CoreAdapter<Emitter>> Engine<A> {
             namespaces: HashMap::new(),
             polling: Mutex::new(HashMap::new()),
             metrics,
+            connections: None,
+        }
+    }
+
+    /// Counts this engine's long-polling sessions under `connections`' per-pod limit.
+    pub fn count_sessions_in(&mut self, connections: Arc<Connections>) {
+        self.connections = Some(connections);
+    }
+
+    pub(crate) fn polling_session_opened(&self) {
+        if let Some(connections) = &self.connections {
+            connections.add_polling_session();
+        }
+    }
+
+    /// Removes `sid` from the long-polling sessions, once; returns whether it was one.
+    pub(crate) fn forget_polling_session(&self, sid: &Sid) -> Option<Arc<polling::PollingSession>> {
+        let removed = self.polling.lock().unwrap_or_else(|p| p.into_inner()).remove(sid);
+        if removed.is_some()
+            && let Some(connections) = &self.connections
+        {
+            connections.remove_polling_session();
+        }
+        removed
+    }
+
+    /// Asks every long-polling session to close, so a waiting GET is answered with a close
+    /// packet instead of its connection being cut. Websockets close with the TCP connections.
+    pub fn close_polling_sessions(&self) {
+        let sessions: Vec<_> = self
+            .polling
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for entry in sessions {
+            polling::close(&entry, DisconnectReason::ServerShuttingDown);
         }
     }
 
@@ -134,7 +177,11 @@ impl<A: CoreAdapter<Emitter>> Engine<A> {
     }
 
     pub(crate) fn new_session(&self) -> Arc<Session> {
-        Session::new(Sid::new(), QueueLimit(self.config.queue_limit))
+        let limit = QueueLimit {
+            packets: self.config.queue_limit,
+            bytes: self.config.queue_limit_bytes,
+        };
+        Session::new(Sid::new(), limit)
     }
 
     pub(crate) fn open_packet(&self, sid: Sid, upgrades: &[&str]) -> String {
@@ -332,10 +379,7 @@ impl<A: CoreAdapter<Emitter>> Engine<A> {
         for socket in session.finish() {
             socket.end(reason);
         }
-        self.polling
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&session.sid);
+        self.forget_polling_session(&session.sid);
     }
 }
 

@@ -319,8 +319,10 @@ impl<A: CoreAdapter<Emitter>> Namespace<A> {
 
     /// Rooms with members on this pod, private rooms included.
     pub fn local_rooms(&self) -> usize {
+        // socketioxide-core selects every local socket only with the broadcast flag.
         let mut opts = BroadcastOptions::default();
         opts.add_flag(BroadcastFlags::Local);
+        opts.add_flag(BroadcastFlags::Broadcast);
         self.adapter.get_local().rooms(opts).len()
     }
 }

@@ -77,14 +77,15 @@ pub(crate) fn probe_failed<A: CoreAdapter<Emitter>>(engine: &Engine<A>, session:
     }
 }
 
+/// Asks the session to close; a waiting GET answers with the close packet.
+pub(crate) fn close(entry: &PollingSession, reason: DisconnectReason) {
+    entry.session.request_close(reason, super::websocket::CLOSE_GOING_AWAY);
+    entry.wake_get.notify_waiters();
+}
+
 /// The websocket took over the session.
 pub(crate) fn upgraded<A: CoreAdapter<Emitter>>(engine: &Engine<A>, session: &Session) {
-    if let Some(entry) = engine
-        .polling
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&session.sid)
-    {
+    if let Some(entry) = engine.forget_polling_session(&session.sid) {
         entry.upgraded.store(true, Ordering::SeqCst);
         entry.pong.notify_waiters();
         entry.wake_get.notify_waiters();
@@ -138,6 +139,7 @@ fn open<A: CoreAdapter<Emitter>>(engine: Arc<Engine<A>>) -> Response {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert(session.sid, entry.clone());
+    engine.polling_session_opened();
     tokio::spawn(heartbeat(engine, entry));
     text_response(open.into_bytes())
 }

@@ -72,13 +72,26 @@ pub struct CloseRequest {
 
 struct Queue {
     packets: VecDeque<Outbound>,
+    /// Payload bytes of `packets`.
+    bytes: usize,
     close: Option<CloseRequest>,
 }
 
-/// Packets that may wait in one session's queue; a client that lets more pile up is disconnected
-/// as a slow consumer rather than growing the gateway's memory.
+/// What may wait in one session's queue; a client that lets more pile up is disconnected as a
+/// slow consumer rather than growing the gateway's memory.
 #[derive(Debug, Clone, Copy)]
-pub struct QueueLimit(pub usize);
+pub struct QueueLimit {
+    pub packets: usize,
+    pub bytes: usize,
+}
+
+fn payload_len(packet: &Outbound) -> usize {
+    match packet {
+        Outbound::Eio(text) => text.len(),
+        Outbound::Message(text) => text.len(),
+        Outbound::Binary(bytes) => bytes.len(),
+    }
+}
 
 /// Result of queueing packets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +119,7 @@ impl Session {
             sid,
             queue: Mutex::new(Queue {
                 packets: VecDeque::new(),
+                bytes: 0,
                 close: None,
             }),
             limit,
@@ -121,34 +135,40 @@ impl Session {
 
     /// Queues one engine.io packet of the gateway's own (ping, noop, probe answer).
     pub fn push_eio(&self, packet: &'static str) -> Queued {
-        self.push_all(std::iter::once(Outbound::Eio(packet)), 1)
+        self.push_all(&[Outbound::Eio(packet)])
     }
 
     /// Queues an encoded Socket.IO packet: its text, then each binary attachment.
     pub fn push_value(&self, value: &Value) -> Queued {
         match value {
-            Value::Str(text, attachments) => {
-                let count = 1 + attachments.as_ref().map_or(0, |bins| bins.len());
-                let bins = attachments.iter().flatten().cloned().map(Outbound::Binary);
-                self.push_all(std::iter::once(Outbound::Message(text.clone())).chain(bins), count)
+            Value::Str(text, None) => self.push_all(&[Outbound::Message(text.clone())]),
+            Value::Str(text, Some(attachments)) => {
+                let packets: Vec<Outbound> = std::iter::once(Outbound::Message(text.clone()))
+                    .chain(attachments.iter().cloned().map(Outbound::Binary))
+                    .collect();
+                self.push_all(&packets)
             }
-            Value::Bytes(bytes) => self.push_all(std::iter::once(Outbound::Binary(bytes.clone())), 1),
+            Value::Bytes(bytes) => self.push_all(&[Outbound::Binary(bytes.clone())]),
         }
     }
 
     /// Queues a Socket.IO packet given as text.
     pub fn push_text(&self, text: String) -> Queued {
-        self.push_all(std::iter::once(Outbound::Message(Str::from(text))), 1)
+        self.push_all(&[Outbound::Message(Str::from(text))])
     }
 
-    fn push_all(&self, packets: impl Iterator<Item = Outbound>, count: usize) -> Queued {
+    fn push_all(&self, packets: &[Outbound]) -> Queued {
+        let bytes: usize = packets.iter().map(payload_len).sum();
         let mut queue = self.queue();
         if queue.close.is_some() {
             return Queued::Closed;
         }
-        if queue.packets.len() + count > self.limit.0 {
-            queue.packets.clear();
-            queue.packets.shrink_to_fit();
+        // An empty queue takes any one packet, so a message up to the payload cap always fits.
+        let over = queue.packets.len() + packets.len() > self.limit.packets
+            || (!queue.packets.is_empty() && queue.bytes + bytes > self.limit.bytes);
+        if over {
+            queue.packets = VecDeque::new();
+            queue.bytes = 0;
             queue.close = Some(CloseRequest {
                 reason: DisconnectReason::SlowConsumer,
                 code: CLOSE_POLICY_VIOLATION,
@@ -157,7 +177,8 @@ impl Session {
             self.waker.wake();
             return Queued::Overflow;
         }
-        queue.packets.extend(packets);
+        queue.packets.extend(packets.iter().cloned());
+        queue.bytes += bytes;
         drop(queue);
         self.waker.wake();
         Queued::Yes
@@ -179,7 +200,9 @@ impl Session {
         self.waker.register(waker);
         let mut queue = self.queue();
         let count = queue.packets.len().min(max);
+        let start = into.len();
         into.extend(queue.packets.drain(..count));
+        queue.bytes -= into[start..].iter().map(payload_len).sum::<usize>();
         if queue.packets.is_empty() && queue.packets.capacity() > 64 {
             queue.packets.shrink_to_fit();
         }
@@ -197,6 +220,7 @@ impl Session {
         let mut queue = self.queue();
         let count = queue.packets.len().min(max);
         into.extend(queue.packets.drain(..count));
+        queue.bytes -= into.iter().map(payload_len).sum::<usize>();
         if queue.packets.is_empty() {
             queue.packets.shrink_to_fit();
         }
@@ -241,6 +265,7 @@ impl Session {
         }
         let mut queue = self.queue();
         queue.packets = VecDeque::new();
+        queue.bytes = 0;
         if queue.close.is_none() {
             queue.close = Some(CloseRequest {
                 reason: DisconnectReason::TransportClose,

@@ -3,9 +3,6 @@
 // cannot be what drops it within the wait. The gateway's memory stays bounded meanwhile.
 // Scaled: 8 KB broadcasts at about 400/s fill loopback's socket buffers (a few MB) and the
 // 1,024-packet queue within seconds.
-// NOTE: marked todo: the websocket task only looks at the queue's close request after its pending
-// write completes, and a write to a client that stopped reading never completes, so the overflow
-// goes unnoticed until the heartbeat drops the client (as ping_timeout) after interval + timeout.
 "use strict";
 
 const fs = require("node:fs");
@@ -18,9 +15,7 @@ function rssKib(pid) {
   return Number(fs.readFileSync(`/proc/${pid}/status`, "utf8").match(/VmRSS:\s+(\d+)/)[1]);
 }
 
-const todo = "slow-consumer close waits for a write that never completes";
-
-test("a client that stops reading is dropped as a slow consumer before the heartbeat", { todo }, async (t) => {
+test("a client that stops reading is dropped as a slow consumer before the heartbeat", async (t) => {
   const token = "slow-reader-token";
   const gateway = await startGateway(["--ping-interval", "25s", "--ping-timeout", "20s"], {
     SOCKETFLEET_PUBLISH_TOKEN: token,
@@ -65,8 +60,10 @@ test("a client that stops reading is dropped as a slow consumer before the heart
   // The queue contains at most 1,024 packets of 8 KB: far below 64 MiB of growth.
   assert.ok(rssMax - rssBefore < 64 * 1024, `RSS grew from ${rssBefore} KiB to ${rssMax} KiB`);
 
-  // Reading again, the client finds the connection closed by the server.
+  // Reading again, the client finds the connection closed by the server. The close frame (1008)
+  // queues behind megabytes the client never read, so the gateway may give up on it after 2 s
+  // and the client then sees 1006.
   raw.ws._socket.resume();
   const closed = await within("the stalled client's close", raw.closed, 10000);
-  assert.equal(closed.code, 1008);
+  assert.ok([1006, 1008].includes(closed.code), `close code ${closed.code}`);
 });

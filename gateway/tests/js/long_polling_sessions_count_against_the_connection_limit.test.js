@@ -1,7 +1,6 @@
 // The per-pod limit (--max-connections) also bounds long-polling sessions. A long-polling client
 // holds no TCP connection between its requests, so counting open connections alone lets any
 // number of sessions in: each of them costs memory and a socket, and /readyz stays true.
-// NOTE: marked todo: the limit counts TCP connections only, so ten sessions fit under a limit of 3.
 "use strict";
 
 const http = require("node:http");
@@ -37,9 +36,7 @@ async function openPollingSession(gateway) {
   return handshake.status;
 }
 
-const todo = "the connection limit counts TCP connections, not long-polling sessions";
-
-test("long-polling sessions count against the connection limit", { todo }, async (t) => {
+test("long-polling sessions count against the connection limit", async (t) => {
   const limit = 3;
   const gateway = await startGateway([
     "--max-connections",

@@ -1,7 +1,8 @@
 // A client that never reads while the server broadcasts to its room is disconnected instead of
 // growing memory. Scaled down: 1 KB at 100/s for as long as it takes, with ping 2 s / timeout 2 s.
 // The never-reading client cannot receive pings, so the heartbeat drops it before its queue
-// overflows (see a_client_whose_queue_overflows_is_disconnected.test.js for that path).
+// overflows (see a_client_that_stops_reading_is_dropped_as_a_slow_consumer_before_the_heartbeat.test.js
+// for that path).
 "use strict";
 
 const test = require("node:test");
