@@ -32,7 +32,8 @@ pub struct Environment {
     pub gateway_commit: String,
     /// Files under gateway/ that differ from that commit when the run started.
     pub gateway_uncommitted: String,
-    pub socketioxide: String,
+    pub hyper: String,
+    pub tokio: String,
     pub node: String,
     pub socket_io: String,
     pub redis_adapter: String,
@@ -72,7 +73,8 @@ impl Environment {
             open_files_limit,
             gateway_commit: command_output("git", &["log", "-1", "--format=%h %s", "--", "gateway"]),
             gateway_uncommitted: uncommitted_files("gateway"),
-            socketioxide: lock_version("socketioxide"),
+            hyper: lock_version("hyper"),
+            tokio: lock_version("tokio"),
             node: command_output("node", &["--version"]),
             socket_io: package_version("socket.io"),
             redis_adapter: package_version("@socket.io/redis-adapter"),
@@ -353,8 +355,8 @@ pub fn markdown(results: &Results, settings: &Settings, environment: &Environmen
     );
     let _ = writeln!(
         out,
-        "- socketfleet gateway: last gateway commit `{}`, socketioxide {}, release build",
-        environment.gateway_commit, environment.socketioxide
+        "- socketfleet gateway: last gateway commit `{}`, the gateway's own engine.io and Socket.IO engine on hyper {} and tokio {}, release build",
+        environment.gateway_commit, environment.hyper, environment.tokio
     );
     let _ = writeln!(
         out,
