@@ -31,14 +31,15 @@ use crate::payload::Payload;
 
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-/// What the gateway does with a namespace's sockets.
+/// The gateway's callbacks for a namespace's sockets.
 pub trait Handler<A>: Send + Sync + 'static {
     /// Runs before the CONNECT reply; an error is sent to the client as CONNECT_ERROR. Events
     /// the client sends meanwhile wait, so handlers are in place for the first one.
     fn authorize(&self, socket: SocketRef<A>, auth: Option<serde_json::Value>) -> BoxFuture<Result<(), String>>;
     /// Runs after the CONNECT reply is queued.
     fn on_connected(&self, socket: SocketRef<A>) -> BoxFuture<()>;
-    /// Runs for each event from the client, in a task of its own.
+    /// Runs for each event from the client. A socket's events run one at a time, in order, in a
+    /// task that ends when none is left.
     fn on_event(
         &self,
         socket: SocketRef<A>,
@@ -69,7 +70,7 @@ impl Sockets {
     }
 }
 
-/// Why an ack from a client did not arrive.
+/// Cause of an ack from a client not arriving.
 #[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
 pub enum AckError {
     #[error("no ack within the timeout")]

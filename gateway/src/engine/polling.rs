@@ -25,14 +25,14 @@ use super::outbound::Outbound;
 use super::packet::PacketDecoder;
 use super::session::{DisconnectReason, Session};
 
-/// Packets one GET answer or POST body may hold.
+/// Packets one GET response or POST body may contain.
 const MAX_PACKETS_PER_REQUEST: usize = 256;
 
 pub(crate) struct PollingSession {
     session: Arc<Session>,
     decoder: tokio::sync::Mutex<PacketDecoder>,
     get_active: AtomicBool,
-    /// Set when a websocket probe arrived: a waiting GET answers with a noop and no GET waits
+    /// Set when a websocket probe arrived: a waiting GET responds with a noop and no GET waits
     /// again.
     paused: AtomicBool,
     /// Set when the websocket took over.
@@ -41,8 +41,8 @@ pub(crate) struct PollingSession {
     wake_get: Notify,
 }
 
-/// The session `sid` names, if it is a long-polling session of this pod that has not moved to a
-/// websocket yet.
+/// Finds the session `sid` names, if it is a long-polling session of this pod that has not moved
+/// to a websocket yet.
 pub(crate) fn find<A: CoreAdapter<Emitter>>(engine: &Engine<A>, sid: &str) -> Option<Arc<Session>> {
     let sid = sid.parse::<Sid>().ok()?;
     let polling = engine.polling.lock().unwrap_or_else(|p| p.into_inner());
@@ -61,7 +61,7 @@ fn entry<A: CoreAdapter<Emitter>>(engine: &Engine<A>, session: &Session) -> Opti
         .cloned()
 }
 
-/// The websocket probe arrived: the waiting GET answers with a noop.
+/// Pauses long-polling for a websocket probe: the waiting GET responds with a noop.
 pub(crate) fn pause<A: CoreAdapter<Emitter>>(engine: &Engine<A>, session: &Session) {
     if let Some(entry) = entry(engine, session) {
         entry.paused.store(true, Ordering::SeqCst);
@@ -69,7 +69,7 @@ pub(crate) fn pause<A: CoreAdapter<Emitter>>(engine: &Engine<A>, session: &Sessi
     }
 }
 
-/// The websocket probe ended before the upgrade: GET requests wait for packets again.
+/// Resumes long-polling after a websocket probe ended before the upgrade.
 pub(crate) fn probe_failed<A: CoreAdapter<Emitter>>(engine: &Engine<A>, session: &Session) {
     if let Some(entry) = entry(engine, session) {
         entry.paused.store(false, Ordering::SeqCst);
@@ -77,7 +77,7 @@ pub(crate) fn probe_failed<A: CoreAdapter<Emitter>>(engine: &Engine<A>, session:
     }
 }
 
-/// Asks the session to close; a waiting GET answers with the close packet.
+/// Asks the session to close, and a waiting GET responds with the close packet.
 pub(crate) fn close(entry: &PollingSession, reason: DisconnectReason) {
     entry.session.request_close(reason, super::websocket::CLOSE_GOING_AWAY);
     entry.wake_get.notify_waiters();

@@ -1,9 +1,9 @@
 //! One engine.io connection: the packets waiting to be sent, the Socket.IO sockets it carries and
 //! the reason it closed.
 //!
-//! A session allocates nothing for its queue while no packet waits: the queue is a `VecDeque` that
-//! starts empty, and the transport task is woken through an [`AtomicWaker`] instead of a channel
-//! (a tokio mpsc channel allocates a block of 32 slots up front).
+//! A session allocates nothing for its queue while no packet waits. The queue is a `VecDeque` that
+//! starts empty, and the transport task is woken through an [`AtomicWaker`] instead of a channel,
+//! because a tokio mpsc channel allocates a block of 32 slots up front.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,7 +16,7 @@ use super::outbound::Outbound;
 use super::socket::Socket;
 use super::websocket::{CLOSE_NORMAL, CLOSE_POLICY_VIOLATION};
 
-/// Why a session or one of its sockets ended; the label is the `reason` of
+/// Cause of a session or one of its sockets ending; its label is the `reason` of
 /// `socket_io_disconnect_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DisconnectReason {
@@ -24,7 +24,7 @@ pub enum DisconnectReason {
     TransportClose,
     /// Reading from or writing to the connection failed.
     TransportError,
-    /// The client did not answer a ping within the ping timeout.
+    /// The client sent no pong within the ping timeout.
     PingTimeout,
     /// The client sent a packet that breaks the protocol.
     ProtocolError,

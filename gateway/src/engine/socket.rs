@@ -22,7 +22,7 @@ struct Acks {
     waiting: Vec<(u64, oneshot::Sender<Value>)>,
 }
 
-/// What a socket tells its namespace when it ends.
+/// The namespace side of a socket, notified when the socket ends.
 pub(crate) trait SocketOwner: Send + Sync {
     /// Removes the connected `socket` and runs the handler's disconnect.
     fn socket_ended(&self, socket: Arc<Socket>, reason: DisconnectReason);

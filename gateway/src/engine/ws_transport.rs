@@ -3,7 +3,8 @@
 //!
 //! Memory an idle connection keeps: this task's future, the session and the tracked stream. Reads
 //! go through a stack buffer inside `poll`, so only the bytes of an unfinished frame are kept on
-//! the heap; the write buffer is freed once written; the heartbeat is a `Sleep` inside the future.
+//! the heap. The write buffer is freed once written, and the heartbeat is a `Sleep` inside the
+//! future.
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
@@ -33,7 +34,7 @@ const BATCH: usize = 256;
 /// Time the closing handshake may take before the connection is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// What woke the task.
+/// Cause of the task waking.
 enum Event {
     Message(Message),
     /// The heartbeat timer fired.
