@@ -29,6 +29,8 @@ pub enum AuthError {
     MissingToken,
     #[error("invalid token: {0}")]
     InvalidToken(jsonwebtoken::errors::Error),
+    #[error("invalid token: claim {claim:?} must be an array of room names (strings), such as [\"lobby\"] or [\"*\"]")]
+    InvalidRoomClaim { claim: String },
 }
 
 /// Rooms a token grants for one action.
@@ -46,17 +48,23 @@ impl RoomGrant {
         }
     }
 
-    fn from_claim(claim: Option<&Value>) -> RoomGrant {
-        let names = claim.and_then(Value::as_array).map(|list| {
-            list.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect::<HashSet<_>>()
-        });
-        match names {
-            Some(names) if names.contains("*") => RoomGrant::Any,
-            Some(names) => RoomGrant::Only(names),
-            None => RoomGrant::Only(HashSet::new()),
+    /// Reads the claim named `name`. A missing claim grants no room; a claim that is not an array
+    /// of strings is an error, so a token issuer's mistake is reported instead of granting nothing.
+    fn from_claim(name: &str, claim: Option<&Value>) -> Result<RoomGrant, AuthError> {
+        let Some(claim) = claim else {
+            return Ok(RoomGrant::Only(HashSet::new()));
+        };
+        let invalid = || AuthError::InvalidRoomClaim { claim: name.to_owned() };
+        let names = claim
+            .as_array()
+            .ok_or_else(invalid)?
+            .iter()
+            .map(|room| room.as_str().map(str::to_owned).ok_or_else(invalid))
+            .collect::<Result<HashSet<_>, _>>()?;
+        if names.contains("*") {
+            Ok(RoomGrant::Any)
+        } else {
+            Ok(RoomGrant::Only(names))
         }
     }
 }
@@ -147,8 +155,8 @@ impl Verifier {
         let claims = data.claims;
         Ok(Grants {
             subject: claims.get("sub").and_then(Value::as_str).map(str::to_owned),
-            join: RoomGrant::from_claim(claims.get(&self.rooms_claim)),
-            publish: RoomGrant::from_claim(claims.get(&self.publish_claim)),
+            join: RoomGrant::from_claim(&self.rooms_claim, claims.get(&self.rooms_claim))?,
+            publish: RoomGrant::from_claim(&self.publish_claim, claims.get(&self.publish_claim))?,
         })
     }
 }
@@ -206,6 +214,17 @@ mod tests {
         assert!(grants.join.allows("a"));
         assert!(!grants.join.allows("c"));
         assert!(grants.publish.allows("anything"));
+    }
+
+    #[test]
+    fn room_claim_of_wrong_type_is_rejected() {
+        let verifier = verifier(b"secret");
+        for rooms in [json!("*"), json!({"a": true}), json!(["a", 1])] {
+            let auth = json!({ "token": token(b"secret", json!({"exp": in_an_hour(), "rooms": rooms})) });
+            let err = verifier.verify(Some(&auth)).unwrap_err();
+            assert!(matches!(err, AuthError::InvalidRoomClaim { .. }), "{rooms}: {err}");
+            assert!(err.to_string().contains("\"rooms\""), "{err}");
+        }
     }
 
     #[test]
