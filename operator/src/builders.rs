@@ -278,6 +278,9 @@ pub fn gateway_config(rtns: &RealtimeNamespace) -> Result<GatewayConfig, BuildEr
     if spec.redis.password_secret_ref.is_some() {
         config.redis_password_file = Some(format!("{SECRET_DIR}/redis/password").into());
     }
+    if spec.redis.ca_secret_ref.is_some() {
+        config.redis_ca_file = Some(format!("{SECRET_DIR}/redis-ca/ca.crt").into());
+    }
     if spec.publish.is_some() {
         config.publish_token_file = Some(format!("{SECRET_DIR}/publish/token").into());
     }
@@ -374,6 +377,7 @@ fn gateway_environment(rtns: &RealtimeNamespace) -> Result<PodEnvironment, Build
             "password",
             spec.redis.password_secret_ref.as_ref(),
         ),
+        ("redis-ca", "redis-ca", "ca.crt", spec.redis.ca_secret_ref.as_ref()),
         (
             "publish-token",
             "publish",
@@ -382,6 +386,10 @@ fn gateway_environment(rtns: &RealtimeNamespace) -> Result<PodEnvironment, Build
         ),
         ("auth-key", "auth", "key", spec.auth.as_ref().map(|a| &a.secret_ref)),
     ];
+    // NOTE: the pod template names each Secret and key but not its content, so a new value
+    // under the same key causes no rollout. The kubelet refreshes the mounted file, but the
+    // gateway reads its key, password, token and CA files at startup only, so running pods keep
+    // the old value until they restart (`kubectl rollout restart deployment NAME`).
     for (volume, directory, file, secret) in secret_files {
         let Some(secret) = secret else { continue };
         volumes.push(Volume {
@@ -831,6 +839,89 @@ mod tests {
 
         let config = GatewayConfig::from_env_pairs(env_pairs(&deployment)).unwrap();
         assert_eq!(config.redis_url.as_deref(), Some("redis://placeholder.invalid:6379"));
+    }
+
+    fn with_redis_ca(name: &str, key: &str) -> RealtimeNamespace {
+        with_spec(|spec| {
+            spec.redis.tls = true;
+            spec.redis.ca_secret_ref = Some(crate::crd::SecretKeyRef {
+                name: name.into(),
+                key: key.into(),
+            });
+        })
+    }
+
+    #[test]
+    fn redis_ca_secret_is_mounted_as_a_file() {
+        let deployment = deployment(&with_redis_ca("redis-tls", "ca.crt"), &settings(), Some(1)).unwrap();
+
+        let volumes = pod_spec(&deployment).volumes.clone().unwrap();
+        let volume = volumes
+            .iter()
+            .find(|v| v.name == "redis-ca")
+            .expect("a redis-ca volume");
+        let source = volume.secret.as_ref().unwrap();
+        assert_eq!(source.secret_name.as_deref(), Some("redis-tls"));
+        assert_eq!(
+            source.items,
+            Some(vec![KeyToPath {
+                key: "ca.crt".into(),
+                path: "ca.crt".into(),
+                ..KeyToPath::default()
+            }])
+        );
+        assert_eq!(source.default_mode, Some(0o440));
+        assert_eq!(source.optional, Some(false));
+
+        let mounts = container(&deployment).volume_mounts.clone().unwrap();
+        let mount = mounts.iter().find(|m| m.name == "redis-ca").expect("a redis-ca mount");
+        assert_eq!(mount.mount_path, "/var/run/secrets/socketfleet/redis-ca");
+        assert_eq!(mount.read_only, Some(true));
+
+        let env = env_pairs(&deployment);
+        assert!(
+            env.contains(&(
+                "SOCKETFLEET_REDIS_CA_FILE".to_string(),
+                "/var/run/secrets/socketfleet/redis-ca/ca.crt".to_string()
+            )),
+            "{env:?}"
+        );
+        // The gateway's own validation accepts the CA file next to the rediss:// seeds.
+        let config = GatewayConfig::from_env_pairs(env).unwrap();
+        assert_eq!(
+            config.redis_ca_file.as_deref(),
+            Some(std::path::Path::new("/var/run/secrets/socketfleet/redis-ca/ca.crt"))
+        );
+        assert_eq!(
+            config.redis_url.as_deref(),
+            Some("rediss://redis-cluster.redis.svc:6379")
+        );
+    }
+
+    #[test]
+    fn fleet_without_redis_ca_has_no_ca_file() {
+        let tls_only = with_spec(|spec| spec.redis.tls = true);
+        for rtns in [example("minimal.yaml"), example("full.yaml"), tls_only] {
+            let deployment = deployment(&rtns, &settings(), Some(1)).unwrap();
+            let volumes = pod_spec(&deployment).volumes.clone().unwrap();
+            assert!(volumes.iter().all(|v| v.name != "redis-ca"), "{volumes:?}");
+            let mounts = container(&deployment).volume_mounts.clone().unwrap();
+            assert!(mounts.iter().all(|m| m.name != "redis-ca"), "{mounts:?}");
+            let env = env_pairs(&deployment);
+            assert!(
+                env.iter().all(|(name, _)| name != "SOCKETFLEET_REDIS_CA_FILE"),
+                "{env:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn changed_ca_reference_changes_template() {
+        let template = |rtns: &RealtimeNamespace| deployment(rtns, &settings(), Some(1)).unwrap().spec.template;
+        let first = template(&with_redis_ca("redis-tls", "ca.crt"));
+        assert_eq!(first, template(&with_redis_ca("redis-tls", "ca.crt")));
+        assert_ne!(first, template(&with_redis_ca("redis-tls-2", "ca.crt")));
+        assert_ne!(first, template(&with_redis_ca("redis-tls", "tls.crt")));
     }
 
     #[test]

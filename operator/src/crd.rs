@@ -332,7 +332,12 @@ pub enum RedisMode {
         .field_path(".endpoints"),
     validation = Rule::new("self.mode != 'standalone' || !has(self.endpoints) || size(self.endpoints) == 1")
         .message("spec.redis.endpoints must hold exactly one endpoint when spec.redis.mode is standalone")
-        .field_path(".endpoints")
+        .field_path(".endpoints"),
+    // With urlSecretRef the scheme is in the Secret, so admission cannot check it. The operator
+    // reports a `redis://` URL from that Secret next to a CA in the RedisReachable condition.
+    validation = Rule::new("!has(self.caSecretRef) || has(self.urlSecretRef) || self.tls")
+        .message("spec.redis.caSecretRef needs spec.redis.tls: true, because the CA only verifies rediss:// connections")
+        .field_path(".tls")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RedisSpec {
@@ -364,6 +369,14 @@ pub struct RedisSpec {
     /// Connect with TLS (`rediss://`).
     #[serde(default)]
     pub tls: bool,
+
+    /// Secret key holding the PEM CA certificates that sign the Redis servers' TLS
+    /// certificates, for a private CA. When set, the gateways trust only these CAs. Unset: they
+    /// trust the webpki roots built into the gateway (Mozilla's CA list). Needs `tls: true`, or
+    /// a `rediss://` URL in `urlSecretRef`. The gateways read it at startup, so a changed
+    /// certificate under the same Secret key takes effect when the pods restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
 }
 
 /// A key in a Secret in the RealtimeNamespace's own namespace.

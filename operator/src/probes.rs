@@ -45,7 +45,7 @@ impl std::fmt::Debug for RedisTarget {
 }
 
 /// Reads the Secrets a RealtimeNamespace's Redis binding refers to and returns the target, or
-/// the failed check when a Secret or key is missing.
+/// the failed check when a Secret or key is missing or a CA comes without a rediss:// URL.
 pub async fn redis_target(secrets: &Api<Secret>, rtns: &RealtimeNamespace) -> Result<RedisTarget, RedisCheck> {
     let redis = &rtns.spec.redis;
     let scheme = if redis.tls { "rediss" } else { "redis" };
@@ -61,6 +61,24 @@ pub async fn redis_target(secrets: &Api<Secret>, rtns: &RealtimeNamespace) -> Re
         Some(reference) => Some(read_secret_key(secrets, reference).await?),
         None => None,
     };
+    if let Some(reference) = &redis.ca_secret_ref {
+        // The operator only checks that the key exists. The gateways parse the certificates at
+        // startup and name a bad file in their log.
+        read_secret_key(secrets, reference).await?;
+        // Admission checks the scheme only for endpoints, because it cannot read a URL from a
+        // Secret. The gateways exit at startup on a CA file without a rediss:// URL.
+        let tls = urls
+            .first()
+            .is_some_and(|url| url.trim_start().starts_with("rediss://"));
+        if !tls {
+            return Err(RedisCheck::Unreachable {
+                reason: "CaWithoutTls",
+                message: "spec.redis.caSecretRef is set but the Redis URL is not rediss://, and the gateways \
+                          reject a CA file without TLS. Use a rediss:// URL or remove spec.redis.caSecretRef."
+                    .into(),
+            });
+        }
+    }
     Ok(RedisTarget {
         mode: redis.mode,
         urls,

@@ -289,3 +289,52 @@ fn unknown_service_type_is_rejected() {
     let errors = schema_errors(&minimal_with("spec.service.type", json!("ExternalName")));
     assert!(errors.iter().any(|e| e.starts_with("/spec/service/type")), "{errors:?}");
 }
+
+#[test]
+fn redis_ca_with_endpoints_needs_tls() {
+    let object = minimal_with("spec.redis.caSecretRef", json!({"name": "redis-tls", "key": "ca.crt"}));
+    assert_eq!(schema_errors(&object), Vec::<String>::new());
+    let errors = cel_errors(&object);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("spec.redis.caSecretRef needs spec.redis.tls: true"),
+        "{errors:?}"
+    );
+
+    let mut with_tls = object;
+    with_tls["spec"]["redis"]["tls"] = json!(true);
+    assert_eq!(schema_errors(&with_tls), Vec::<String>::new());
+    assert_eq!(cel_errors(&with_tls), Vec::<String>::new());
+}
+
+#[test]
+fn redis_ca_with_url_secret_is_accepted() {
+    // The scheme of a URL from a Secret is not visible at admission, so TLS is not required.
+    let object = minimal_with(
+        "spec.redis",
+        json!({
+            "urlSecretRef": {"name": "redis-url", "key": "url"},
+            "caSecretRef": {"name": "redis-tls", "key": "ca.crt"}
+        }),
+    );
+    assert_eq!(schema_errors(&object), Vec::<String>::new());
+    assert_eq!(cel_errors(&object), Vec::<String>::new());
+}
+
+#[test]
+fn redis_ca_reference_needs_name_and_key() {
+    for reference in [
+        json!({"name": "redis-tls"}),
+        json!({"key": "ca.crt"}),
+        json!({"name": "", "key": "ca.crt"}),
+    ] {
+        let mut object = minimal_with("spec.redis.caSecretRef", reference.clone());
+        object["spec"]["redis"]["tls"] = json!(true);
+        let errors = schema_errors(&object);
+        assert!(!errors.is_empty(), "{reference} was accepted");
+        assert!(
+            errors.iter().all(|e| e.starts_with("/spec/redis/caSecretRef")),
+            "{reference}: {errors:?}"
+        );
+    }
+}
