@@ -63,3 +63,12 @@ bench: deps
 	$(CARGO) build --release -p socketfleet-gateway -p socketfleet-bench
 	cd bench/node && if [[ ! -d node_modules ]]; then npm ci --no-audit --no-fund --loglevel=error; fi
 	$(CARGO_TARGET_DIR)/release/socketfleet-bench run $(BENCH_ARGS)
+
+.PHONY: soak
+## soak: run the heartbeat, join-after-disconnect and chatty-client field cases at full scale
+## against a release gateway (about 20 minutes; not part of `make test`). Figures: bench/SOAK.md.
+soak: deps
+	$(CARGO) build --release -p socketfleet-gateway
+	mkdir -p /tmp/soak && cp --remove-destination $(CARGO_TARGET_DIR)/release/socketfleet-gateway /tmp/soak/socketfleet-gateway
+	cd gateway/tests/js && SOCKETFLEET_SOAK=1 SOCKETFLEET_GATEWAY_BIN=/tmp/soak/socketfleet-gateway \
+		node --test --test-concurrency=1 heartbeat.test.js join_after_disconnect.test.js chatty_and_vanishing.test.js

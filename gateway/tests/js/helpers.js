@@ -15,6 +15,9 @@ const WebSocket = require("ws");
 const TARGET_DIR = process.env.CARGO_TARGET_DIR || path.join(os.homedir(), ".cache/socketfleet/target");
 const GATEWAY_BIN = process.env.SOCKETFLEET_GATEWAY_BIN || path.join(TARGET_DIR, "debug/socketfleet-gateway");
 
+/** True when SOCKETFLEET_SOAK=1 selects the full scale of the field-case tests (`make soak`). */
+const SOAK = process.env.SOCKETFLEET_SOAK === "1";
+
 /** Returns a TCP port that was free a moment ago on 127.0.0.1. */
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -192,6 +195,18 @@ async function metric(gateway, nameWithLabels) {
   return line ? Number(line.split(" ")[1]) : 0;
 }
 
+/** Reads the resident set size of the gateway process in bytes from /proc (Linux only). */
+function rssBytes(gateway) {
+  const status = fs.readFileSync(`/proc/${gateway.child.pid}/status`, "utf8");
+  const line = status.split("\n").find((l) => l.startsWith("VmRSS:"));
+  return Number(line.split(/\s+/)[1]) * 1024;
+}
+
+/** Formats a byte count in MiB with one decimal, for soak logs. */
+function mib(bytes) {
+  return `${(bytes / 1048576).toFixed(1)} MiB`;
+}
+
 /** Signs an HS256 JWT with `secret`. */
 function signToken(secret, claims) {
   const encode = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
@@ -209,13 +224,16 @@ function tempFile(name, content) {
 }
 
 module.exports = {
+  SOAK,
   connect,
   freePort,
   metric,
+  mib,
   nextEvent,
   rawSocket,
   rawUpgrade,
   request,
+  rssBytes,
   signToken,
   startGateway,
   tempFile,
