@@ -12,6 +12,7 @@ use socketioxide_core::adapter::CoreAdapter;
 
 use crate::auth::{Grants, Verifier};
 use crate::engine::namespace::{BoxFuture, Emitter, Handler, SocketRef};
+use crate::engine::packet::RESERVED_EVENTS;
 use crate::engine::session::DisconnectReason;
 use crate::engine::socket::AckSender;
 use crate::metrics::{Metrics, RejectReason};
@@ -22,16 +23,6 @@ use crate::user_limit::UserLimiter;
 pub const MAX_ROOM_LEN: usize = 256;
 /// Maximum event name length in bytes.
 pub const MAX_EVENT_LEN: usize = 128;
-
-/// Event names the socket.io client gives a meaning of its own; publishing them would confuse it.
-const RESERVED_EVENTS: &[&str] = &[
-    "connect",
-    "connect_error",
-    "disconnect",
-    "disconnecting",
-    "newListener",
-    "removeListener",
-];
 
 const COUNT_NEW: u8 = 0;
 const COUNT_COUNTED: u8 = 1;
@@ -193,14 +184,7 @@ async fn on_event<A: CoreAdapter<Emitter>>(
         "join" => join(&socket, data, &context).await,
         "leave" => leave(&socket, data, &context).await,
         "publish" => publish(&socket, data, &context).await,
-        reserved if RESERVED_EVENTS.contains(&reserved) => {
-            // No socket.io client library sends these names; a client that does is broken.
-            context.metrics.count_event("reserved", "protocol_error");
-            context.metrics.count_protocol_error("reserved_event");
-            tracing::debug!(sid = %socket.id(), event, "disconnecting socket that sent a reserved event");
-            socket.disconnect();
-            return;
-        }
+        // Reserved names never get here: the packet decoder rejects them.
         _ => {
             context.metrics.count_event("unknown", "ignored");
             return;

@@ -18,7 +18,7 @@ const MAX_ACK_ID: u64 = (1 << 53) - 1;
 
 /// Event names the Socket.IO server keeps for its own events, the `RESERVED_EVENTS` of
 /// socket.io-parser.
-const RESERVED_EVENTS: [&str; 6] = [
+pub const RESERVED_EVENTS: [&str; 6] = [
     "connect",
     "connect_error",
     "disconnect",
