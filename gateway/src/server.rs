@@ -241,7 +241,7 @@ pub async fn serve<A: GatewayAdapter>(
     Ok(())
 }
 
-/// The engine's settings from the gateway's flags.
+/// Builds the engine's settings from the gateway's flags.
 fn engine_config(config: &Config) -> EngineConfig {
     EngineConfig {
         ping_interval: config.ping_interval,

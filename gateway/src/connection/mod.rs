@@ -284,7 +284,7 @@ impl TrackedStream {
     }
 
     /// Marks the connection as a websocket: reads pass through during a drain, and the
-    /// websocket's task asks [`TrackedStream::poll_close_requested`].
+    /// websocket's task polls [`TrackedStream::poll_close_requested`].
     pub fn mark_upgraded(&mut self) {
         self.upgraded = true;
     }

@@ -70,7 +70,7 @@ impl Default for EngineConfig {
     }
 }
 
-/// Why a session must end, found while handling what the client sent.
+/// Cause of a session ending, found while handling what the client sent.
 #[derive(Debug)]
 pub struct Fault {
     pub reason: DisconnectReason,
@@ -94,7 +94,7 @@ pub struct Engine<A> {
     namespaces: HashMap<String, Arc<Namespace<A>>>,
     pub(crate) polling: Mutex<HashMap<Sid, Arc<polling::PollingSession>>>,
     pub metrics: Arc<Metrics>,
-    /// Where long-polling sessions are counted under the per-pod limit, if anywhere.
+    /// Counter of long-polling sessions under the per-pod limit, if any.
     connections: Option<Arc<Connections>>,
 }
 
@@ -135,8 +135,8 @@ impl<A: CoreAdapter<Emitter>> Engine<A> {
         removed
     }
 
-    /// Asks every long-polling session to close, so a waiting GET is answered with a close
-    /// packet instead of its connection being cut. Websockets close with the TCP connections.
+    /// Asks every long-polling session to close, so a waiting GET gets a close packet instead of
+    /// its connection being cut. Websockets close with the TCP connections.
     pub fn close_polling_sessions(&self) {
         let sessions: Vec<_> = self
             .polling
@@ -262,8 +262,8 @@ impl<A: CoreAdapter<Emitter>> Engine<A> {
         match decoder.decode_text(text) {
             Ok(Some(incoming)) => self.dispatch(session, incoming).await,
             Ok(None) => Ok(()),
-            // A CONNECT whose namespace holds a comma is answered like an unknown namespace;
-            // the client's other namespaces on this connection stay.
+            // A CONNECT whose namespace contains a comma gets CONNECT_ERROR like an unknown namespace,
+            // and the client's other namespaces on this connection stay.
             Err(PacketError::TextAfterNamespace { ns }) if text.starts_with('0') => {
                 self.metrics
                     .count_rejected(crate::metrics::RejectReason::InvalidConnect);
@@ -286,6 +286,16 @@ impl<A: CoreAdapter<Emitter>> Engine<A> {
             Ok(Some(incoming)) => self.dispatch(session, incoming).await,
             Ok(None) => Ok(()),
             Err(err) => Err(self.protocol_fault(&err)),
+        }
+    }
+
+    /// Counts a protocol error of `kind` that is not a packet error and returns its fault.
+    pub(crate) fn protocol_fault_kind(&self, kind: &'static str) -> Fault {
+        self.metrics.count_protocol_error(kind);
+        Fault {
+            reason: DisconnectReason::ProtocolError,
+            code: CLOSE_PROTOCOL_ERROR,
+            message: format!("protocol error: {kind}"),
         }
     }
 
@@ -416,7 +426,7 @@ async fn upgraded_stream(on_upgrade: hyper::upgrade::OnUpgrade) -> Option<(Track
     }
 }
 
-/// The CONNECT reply for namespace `path`.
+/// Builds the CONNECT reply for namespace `path`.
 fn connect_text(path: &str, sid: Sid) -> String {
     if path == "/" {
         format!("0{{\"sid\":\"{sid}\"}}")
@@ -425,7 +435,7 @@ fn connect_text(path: &str, sid: Sid) -> String {
     }
 }
 
-/// A CONNECT_ERROR packet for namespace `path`.
+/// Builds a CONNECT_ERROR packet for namespace `path`.
 fn connect_error_text(path: &str, message: &str) -> String {
     let data = serde_json::json!({ "message": message });
     if path == "/" {
@@ -435,8 +445,8 @@ fn connect_error_text(path: &str, message: &str) -> String {
     }
 }
 
-/// An engine.io error answer, as engine.io servers send it.
-fn engine_error(status: StatusCode, code: u8, message: &str) -> Response {
+/// Builds an engine.io error response, as engine.io servers send it.
+pub(crate) fn engine_error(status: StatusCode, code: u8, message: &str) -> Response {
     let body = serde_json::json!({ "code": code, "message": message }).to_string();
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }

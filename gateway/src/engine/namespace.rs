@@ -276,7 +276,7 @@ impl<A: CoreAdapter<Emitter>> Namespace<A> {
         &self.sockets
     }
 
-    /// A new socket of this namespace on `session`, not yet connected.
+    /// Creates a socket of this namespace on `session`, not yet connected.
     pub(crate) fn new_socket(&self, session: Arc<super::session::Session>) -> Arc<Socket> {
         let owner: Weak<dyn SocketOwner> = self.me.clone();
         Socket::new(self.path.clone(), session, owner)
@@ -406,7 +406,7 @@ impl<A: CoreAdapter<Emitter>> SocketRef<A> {
         self.ns.broadcast(vec![room], event, data).await
     }
 
-    /// Disconnects the socket from its namespace; the client is told with a DISCONNECT packet.
+    /// Disconnects the socket from its namespace and sends the client a DISCONNECT packet.
     pub fn disconnect(&self) {
         self.socket.send_packet(Packet::disconnect(self.ns.path.clone()));
         self.socket.end(DisconnectReason::ServerDisconnect);

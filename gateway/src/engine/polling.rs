@@ -13,12 +13,12 @@ use std::task::Poll;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{Method, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use socketioxide_core::Sid;
 use socketioxide_core::adapter::CoreAdapter;
 use tokio::sync::Notify;
 
-use super::core::Engine;
+use super::core::{Engine, engine_error};
 use super::eio::{self, EioPacket, PollingPacket};
 use super::namespace::Emitter;
 use super::outbound::Outbound;
@@ -83,7 +83,7 @@ pub(crate) fn close(entry: &PollingSession, reason: DisconnectReason) {
     entry.wake_get.notify_waiters();
 }
 
-/// The websocket took over the session.
+/// Hands the session over to the websocket that completed the upgrade.
 pub(crate) fn upgraded<A: CoreAdapter<Emitter>>(engine: &Engine<A>, session: &Session) {
     if let Some(entry) = engine.forget_polling_session(&session.sid) {
         entry.upgraded.store(true, Ordering::SeqCst);
@@ -100,7 +100,7 @@ pub(crate) async fn handle<A: CoreAdapter<Emitter>>(
 ) -> Response {
     let Some(sid) = sid else {
         if request.method() != Method::GET {
-            return error(StatusCode::BAD_REQUEST, 3, "Bad request");
+            return engine_error(StatusCode::BAD_REQUEST, 3, "Bad request");
         }
         return open(engine);
     };
@@ -112,12 +112,12 @@ pub(crate) async fn handle<A: CoreAdapter<Emitter>>(
             .cloned()
     };
     let Some(entry) = entry else {
-        return error(StatusCode::BAD_REQUEST, 1, "Session ID unknown");
+        return engine_error(StatusCode::BAD_REQUEST, 1, "Session ID unknown");
     };
     match *request.method() {
         Method::GET => get(&engine, entry).await,
         Method::POST => post(&engine, entry, request).await,
-        _ => error(StatusCode::BAD_REQUEST, 2, "Bad handshake method"),
+        _ => engine_error(StatusCode::BAD_REQUEST, 2, "Bad handshake method"),
     }
 }
 
@@ -145,7 +145,7 @@ fn open<A: CoreAdapter<Emitter>>(engine: Arc<Engine<A>>) -> Response {
 }
 
 /// Pings the client every ping interval and ends the session when a pong does not arrive in
-/// time; stops when the session ends or moves to a websocket.
+/// time. Stops when the session ends or moves to a websocket.
 async fn heartbeat<A: CoreAdapter<Emitter>>(engine: Arc<Engine<A>>, entry: Arc<PollingSession>) {
     let config = engine.config.clone();
     let opened = tokio::time::Instant::now();
@@ -175,7 +175,7 @@ async fn get<A: CoreAdapter<Emitter>>(engine: &Engine<A>, entry: Arc<PollingSess
     if entry.get_active.swap(true, Ordering::SeqCst) {
         engine.finish_session(&entry.session, DisconnectReason::MultiplePolling);
         entry.wake_get.notify_waiters();
-        return error(StatusCode::BAD_REQUEST, 3, "Bad request");
+        return engine_error(StatusCode::BAD_REQUEST, 3, "Bad request");
     }
     let session = entry.session.clone();
     loop {
@@ -232,7 +232,7 @@ async fn post<A: CoreAdapter<Emitter>>(
                 .count_rejected(crate::metrics::RejectReason::PayloadTooLarge);
             engine.finish_session(&entry.session, DisconnectReason::PayloadTooLarge);
             entry.wake_get.notify_waiters();
-            return error(StatusCode::PAYLOAD_TOO_LARGE, 3, "Payload too large");
+            return engine_error(StatusCode::PAYLOAD_TOO_LARGE, 3, "Payload too large");
         }
     };
     let packets = match eio::decode_payload(&body, MAX_PACKETS_PER_REQUEST) {
@@ -241,7 +241,7 @@ async fn post<A: CoreAdapter<Emitter>>(
             engine.metrics.count_protocol_error(err.kind());
             engine.finish_session(&entry.session, DisconnectReason::ProtocolError);
             entry.wake_get.notify_waiters();
-            return error(StatusCode::BAD_REQUEST, 3, "Bad request");
+            return engine_error(StatusCode::BAD_REQUEST, 3, "Bad request");
         }
     };
     let session = entry.session.clone();
@@ -261,21 +261,14 @@ async fn post<A: CoreAdapter<Emitter>>(
                     return text_response(b"ok".to_vec());
                 }
                 Ok(EioPacket::Noop) => Ok(()),
-                Ok(_) | Err(_) => {
-                    engine.metrics.count_protocol_error("unexpected_engine_packet");
-                    Err(super::core::Fault {
-                        reason: DisconnectReason::ProtocolError,
-                        code: super::websocket::CLOSE_PROTOCOL_ERROR,
-                        message: "unexpected engine.io packet".into(),
-                    })
-                }
+                Ok(_) | Err(_) => Err(engine.protocol_fault_kind("unexpected_engine_packet")),
             },
         };
         if let Err(fault) = outcome {
             tracing::debug!(sid = %session.sid, error = %fault.message, "closing a long-polling session");
             engine.finish_session(&session, fault.reason);
             entry.wake_get.notify_waiters();
-            return error(StatusCode::BAD_REQUEST, 3, "Bad request");
+            return engine_error(StatusCode::BAD_REQUEST, 3, "Bad request");
         }
     }
     text_response(b"ok".to_vec())
@@ -288,9 +281,4 @@ fn text_response(body: Vec<u8>) -> Response {
         header::HeaderValue::from_static("text/plain; charset=UTF-8"),
     );
     response
-}
-
-fn error(status: StatusCode, code: u8, message: &str) -> Response {
-    let body = serde_json::json!({ "code": code, "message": message }).to_string();
-    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }

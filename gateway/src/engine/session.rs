@@ -62,7 +62,7 @@ impl DisconnectReason {
     }
 }
 
-/// How a session asks its transport to end.
+/// A request to the transport to end the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CloseRequest {
     pub reason: DisconnectReason,
@@ -77,8 +77,8 @@ struct Queue {
     close: Option<CloseRequest>,
 }
 
-/// What may wait in one session's queue; a client that lets more pile up is disconnected as a
-/// slow consumer rather than growing the gateway's memory.
+/// Bound on one session's queue. A client that lets more pile up is disconnected as a slow
+/// consumer, so it cannot grow the gateway's memory.
 #[derive(Debug, Clone, Copy)]
 pub struct QueueLimit {
     pub packets: usize,
@@ -109,7 +109,7 @@ pub struct Session {
     limit: QueueLimit,
     waker: AtomicWaker,
     sockets: Mutex<Vec<Arc<Socket>>>,
-    /// Set once the session has closed and its sockets were told.
+    /// Set once the session has closed and its sockets have ended.
     closed: AtomicBool,
 }
 
@@ -133,7 +133,7 @@ impl Session {
         self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Queues one engine.io packet of the gateway's own (ping, noop, probe answer).
+    /// Queues one engine.io packet of the gateway's own (ping, noop, probe response).
     pub fn push_eio(&self, packet: &'static str) -> Queued {
         self.push_all(&[Outbound::Eio(packet)])
     }
@@ -194,37 +194,22 @@ impl Session {
         self.waker.wake();
     }
 
-    /// Takes up to `max` queued packets into `into`, registering `waker` when none wait. Returns
-    /// the close request, if any; packets queued before it are still handed out first.
+    /// Takes up to `max` queued packets into `into` and registers `waker` for more. Returns the
+    /// close request once no packet queued before it is left.
     pub fn take(&self, into: &mut Vec<Outbound>, max: usize, waker: &std::task::Waker) -> Option<CloseRequest> {
         self.waker.register(waker);
-        let mut queue = self.queue();
-        let count = queue.packets.len().min(max);
-        let start = into.len();
-        into.extend(queue.packets.drain(..count));
-        queue.bytes -= into[start..].iter().map(payload_len).sum::<usize>();
-        if queue.packets.is_empty() && queue.packets.capacity() > 64 {
-            queue.packets.shrink_to_fit();
-        }
-        if queue.packets.is_empty() { queue.close } else { None }
+        take_from(&mut self.queue(), into, max)
     }
 
-    /// Whether packets wait to be sent.
+    /// Returns whether packets wait to be sent.
     pub fn has_packets(&self) -> bool {
         !self.queue().packets.is_empty()
     }
 
-    /// Takes every queued packet without registering a waker (long-polling answers).
+    /// Takes up to `max` queued packets without registering a waker, for a long-polling response.
     pub fn drain(&self, max: usize) -> (Vec<Outbound>, Option<CloseRequest>) {
         let mut into = Vec::new();
-        let mut queue = self.queue();
-        let count = queue.packets.len().min(max);
-        into.extend(queue.packets.drain(..count));
-        queue.bytes -= into.iter().map(payload_len).sum::<usize>();
-        if queue.packets.is_empty() {
-            queue.packets.shrink_to_fit();
-        }
-        let close = if queue.packets.is_empty() { queue.close } else { None };
+        let close = take_from(&mut self.queue(), &mut into, max);
         (into, close)
     }
 
@@ -248,7 +233,7 @@ impl Session {
         }
     }
 
-    /// The socket connected to namespace `path` on this session.
+    /// Returns the socket connected to namespace `path` on this session.
     pub fn socket(&self, path: &str) -> Option<Arc<Socket>> {
         self.sockets
             .lock()
@@ -273,12 +258,12 @@ impl Session {
             });
         }
         drop(queue);
-        // A long-polling GET waiting on this session answers with a close packet.
+        // Wakes a long-polling GET waiting on this session, which responds with a close packet.
         self.waker.wake();
         std::mem::take(&mut *self.sockets.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Whether no socket is connected on this session.
+    /// Returns whether no socket is connected on this session.
     pub fn sockets_empty(&self) -> bool {
         self.sockets.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
     }
@@ -286,4 +271,21 @@ impl Session {
     pub fn is_finished(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
     }
+}
+
+/// Moves up to `max` packets from `queue` into `into`. Returns the close request once no packet
+/// queued before it is left.
+fn take_from(queue: &mut Queue, into: &mut Vec<Outbound>, max: usize) -> Option<CloseRequest> {
+    let count = queue.packets.len().min(max);
+    let start = into.len();
+    into.extend(queue.packets.drain(..count));
+    queue.bytes -= into[start..].iter().map(payload_len).sum::<usize>();
+    if !queue.packets.is_empty() {
+        return None;
+    }
+    // A small buffer stays for the next packets, so a busy socket does not allocate per write.
+    if queue.packets.capacity() > 64 {
+        queue.packets = VecDeque::new();
+    }
+    queue.close
 }

@@ -92,12 +92,12 @@ impl Socket {
         &self.session
     }
 
-    /// Whether the socket is connected: from the CONNECT reply until it ends.
+    /// Returns whether the socket is connected, from the CONNECT reply until it ends.
     pub fn is_connected(&self) -> bool {
         self.state.load(Ordering::SeqCst) == CONNECTED
     }
 
-    /// Whether the socket has ended (it may have ended while it was being authorized).
+    /// Returns whether the socket has ended (it may have ended while it was being authorized).
     pub fn has_ended(&self) -> bool {
         self.state.load(Ordering::SeqCst) == ENDED
     }
@@ -177,7 +177,7 @@ impl Socket {
         next
     }
 
-    /// Registers an ack the server waits for; returns its id and where the client's answer arrives.
+    /// Registers an ack the server waits for; returns its id and the receiver of the client's ack.
     pub(crate) fn register_ack(&self) -> (u64, oneshot::Receiver<Value>) {
         let (tx, rx) = oneshot::channel();
         let mut acks = self.acks.lock().unwrap_or_else(|p| p.into_inner());
@@ -188,7 +188,7 @@ impl Socket {
         (id, rx)
     }
 
-    /// Delivers the client's ack `id`; an ack nobody waits for is ignored.
+    /// Delivers the client's ack `id`. An ack no one waits for is ignored.
     pub(crate) fn resolve_ack(&self, id: u64, data: Value) {
         let mut acks = self.acks.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(index) = acks.waiting.iter().position(|(waiting, _)| *waiting == id) {
@@ -206,7 +206,7 @@ impl Socket {
     }
 }
 
-/// Answers one client event that asked for an ack.
+/// Sends the ack of one client event that requested one.
 pub struct AckSender {
     socket: Arc<Socket>,
     id: u64,

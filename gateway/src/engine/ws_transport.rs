@@ -17,7 +17,7 @@ use socketioxide_core::adapter::CoreAdapter;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-use super::core::{Engine, Fault};
+use super::core::Engine;
 use super::eio::{self, EioPacket};
 use super::namespace::Emitter;
 use super::outbound::Outbound;
@@ -69,25 +69,20 @@ impl Connection {
         session: &Session,
     ) -> Poll<Result<Option<CloseRequest>, std::io::Error>> {
         loop {
-            while self.written < self.out.len() {
-                match Pin::new(&mut self.stream).poll_write(cx, &self.out[self.written..]) {
-                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
-                    Poll::Ready(Ok(n)) => self.written += n,
-                    Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
-                    Poll::Pending => {
-                        // A client that does not read must not hold back its own disconnect (a
-                        // slow consumer's queue overflowed): the close goes out behind what is
-                        // buffered, or not at all.
-                        session.register_waker(cx.waker());
-                        return match session.close_request() {
-                            Some(close) => Poll::Ready(Ok(Some(close))),
-                            None => Poll::Pending,
-                        };
-                    }
+            match self.poll_write_out(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                Poll::Pending => {
+                    // A client that does not read must not hold back its own disconnect (a slow
+                    // consumer's queue overflowed), so the close goes out behind what is buffered
+                    // or not at all.
+                    session.register_waker(cx.waker());
+                    return match session.close_request() {
+                        Some(close) => Poll::Ready(Ok(Some(close))),
+                        None => Poll::Pending,
+                    };
                 }
             }
-            self.out = Vec::new();
-            self.written = 0;
             if self.close_sent {
                 return Poll::Pending;
             }
@@ -111,6 +106,14 @@ impl Connection {
 
     /// Writes what is buffered without taking from the session's queue.
     fn poll_write_own(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<CloseRequest>, std::io::Error>> {
+        match self.poll_write_out(cx) {
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+            Poll::Ready(Ok(())) | Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Writes `out` until it is empty, then frees it.
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         while self.written < self.out.len() {
             match Pin::new(&mut self.stream).poll_write(cx, &self.out[self.written..]) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
@@ -121,7 +124,7 @@ impl Connection {
         }
         self.out = Vec::new();
         self.written = 0;
-        Poll::Pending
+        Poll::Ready(Ok(()))
     }
 
     /// Decodes one message from `pending`, then reads from the client until one is complete.
@@ -218,19 +221,8 @@ impl Connection {
             websocket::write_close(&mut self.out, code, reason);
             self.close_sent = true;
         }
-        let flush = poll_fn(|cx| {
-            while self.written < self.out.len() {
-                match Pin::new(&mut self.stream).poll_write(cx, &self.out[self.written..]) {
-                    Poll::Ready(Ok(n)) if n > 0 => self.written += n,
-                    Poll::Ready(_) => return Poll::Ready(()),
-                    Poll::Pending => return Poll::Pending,
-                }
-            }
-            Poll::Ready(())
-        });
+        let flush = poll_fn(|cx| self.poll_write_out(cx));
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, flush).await;
-        self.out = Vec::new();
-        self.written = 0;
     }
 }
 
@@ -238,7 +230,7 @@ impl Connection {
 /// websocket takes over; without it a new session starts.
 ///
 /// The connection state is built here, outside the returned future, which captures it once and
-/// works on it in place: an async fn would keep its arguments and the state built from them side
+/// works on it in place. An async fn would keep its arguments and the state built from them side
 /// by side in the task for the connection's whole life.
 pub(crate) fn serve<A: CoreAdapter<Emitter>>(
     engine: Arc<Engine<A>>,
@@ -328,20 +320,20 @@ async fn run<A: CoreAdapter<Emitter>>(
                     }
                     Ok(EioPacket::Noop) => Ok(()),
                     Ok(EioPacket::Close) => return end(connection, DisconnectReason::TransportClose).await,
-                    Ok(_) | Err(_) => Err(protocol_fault(engine, "unexpected_engine_packet")),
+                    Ok(_) | Err(_) => Err(engine.protocol_fault_kind("unexpected_engine_packet")),
                 }
             }
             Event::Message(Message::Binary(bytes)) if !*upgrading => {
                 Box::pin(engine.on_binary(session, decoder, bytes)).await
             }
-            Event::Message(Message::Binary(_)) => Err(protocol_fault(engine, "unexpected_engine_packet")),
+            Event::Message(Message::Binary(_)) => Err(engine.protocol_fault_kind("unexpected_engine_packet")),
             Event::Message(Message::Ping(payload)) => {
                 websocket::write_pong(&mut connection.out, &payload);
                 Ok(())
             }
             Event::Message(Message::Pong) => Ok(()),
             Event::Message(Message::Close(code, reason)) => {
-                // Echo the client's code and reason, as the closing handshake asks. A close that
+                // Echo the client's code and reason, as the closing handshake requires. A close that
                 // the connection layer made up for the client (payload cap, drain) reaches the
                 // client this way.
                 Box::pin(connection.close(code.unwrap_or(websocket::CLOSE_NORMAL), &reason)).await;
@@ -415,7 +407,7 @@ async fn run<A: CoreAdapter<Emitter>>(
     }
 }
 
-/// The close frame's reason for a rejected frame: the cause first, as clients show it.
+/// Builds the close frame's reason for a rejected frame, the cause first, as clients show it.
 fn close_reason(err: &FrameError) -> String {
     match err {
         FrameError::MessageTooBig { .. } => format!("payload too large: {err}"),
@@ -438,13 +430,4 @@ async fn fail<A: CoreAdapter<Emitter>>(
     connection.stream.linger_after_close();
     Box::pin(connection.close(websocket::CLOSE_PROTOCOL_ERROR, message)).await;
     DisconnectReason::ProtocolError
-}
-
-fn protocol_fault<A: CoreAdapter<Emitter>>(engine: &Engine<A>, kind: &'static str) -> Fault {
-    engine.metrics.count_protocol_error(kind);
-    Fault {
-        reason: DisconnectReason::ProtocolError,
-        code: websocket::CLOSE_PROTOCOL_ERROR,
-        message: format!("protocol error: {kind}"),
-    }
 }
